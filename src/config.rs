@@ -1,0 +1,169 @@
+//! Settings, read from the environment (`HOOKRUN_*`). Every key is documented where it
+//! is read; `README.md` has the same table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Where state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseBackend {
+    /// The embedded default: `hookrun.db` in the data dir, or a `sqlite:` URL.
+    Sqlite { url: String },
+    /// `postgres://…`
+    Postgres { url: String },
+}
+
+impl DatabaseBackend {
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseBackend::Postgres {
+                url: url.to_owned(),
+            })
+        } else if url.starts_with("sqlite:") {
+            Ok(DatabaseBackend::Sqlite {
+                url: url.to_owned(),
+            })
+        } else {
+            anyhow::bail!("unsupported database URL {url:?}: expected sqlite:… or postgres://…")
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            DatabaseBackend::Sqlite { url } | DatabaseBackend::Postgres { url } => url,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOOKRUN_LISTEN`: address to listen on (default `127.0.0.1:8080`; port 0 picks one).
+    pub listen: String,
+    /// `HOOKRUN_DATA_DIR`: embedded database and generated master key (default `./data`).
+    pub data_dir: PathBuf,
+    /// `HOOKRUN_DATABASE_URL`: read models and catalog (default SQLite in the data dir).
+    pub database: DatabaseBackend,
+    /// `HOOKRUN_EVENT_STORE_URL`: the event store (default: the same as the database).
+    pub event_store: DatabaseBackend,
+    /// `HOOKRUN_LLM_BASE_URL`: OpenAI-compatible gateway (default `http://127.0.0.1:4000`).
+    pub llm_base_url: String,
+    /// `HOOKRUN_LLM_API_KEY`: the platform key, used when a tenant has no key of its own.
+    pub llm_api_key: Option<String>,
+    /// `HOOKRUN_MASTER_KEY`: base64 of 32 bytes, seals secrets at rest. Unset on the
+    /// embedded default: generated into `<data dir>/master.key` (0600) on first start.
+    pub master_key: Option<String>,
+    /// `HOOKRUN_ADMIN_TOKEN`: bearer token of the admin API (unset: admin API disabled).
+    pub admin_token: Option<String>,
+    /// `HOOKRUN_PUBLIC_URL`: base of the webhook URLs shown to users (default `http://{listen}`).
+    pub public_url: Option<String>,
+    /// `HOOKRUN_MAX_BODY_BYTES`: largest webhook body accepted (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// `HOOKRUN_AGENT_CONCURRENCY`: executions of one agent running at once (default 4).
+    pub agent_concurrency: usize,
+    /// `HOOKRUN_AGENT_QUEUE`: accepted-but-unfinished executions per agent before 429
+    /// (default 1000); also the agent actor's mailbox capacity.
+    pub agent_queue: usize,
+    /// `HOOKRUN_LLM_TIMEOUT_S`: LLM request timeout (default 120 s).
+    pub llm_timeout: Duration,
+    /// `HOOKRUN_NODE_ID`: this node's name in `ExecutionStarted` (default host name + pid).
+    pub node_id: String,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Settings> {
+        Self::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings through `get` (the environment in production, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        let data_dir = PathBuf::from(get("HOOKRUN_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database = match get("HOOKRUN_DATABASE_URL") {
+            Some(url) => DatabaseBackend::from_url(&url).context("HOOKRUN_DATABASE_URL")?,
+            None => DatabaseBackend::Sqlite {
+                url: format!("sqlite://{}", data_dir.join("hookrun.db").display()),
+            },
+        };
+        let event_store = match get("HOOKRUN_EVENT_STORE_URL") {
+            Some(url) => DatabaseBackend::from_url(&url).context("HOOKRUN_EVENT_STORE_URL")?,
+            None => database.clone(),
+        };
+        Ok(Settings {
+            listen: get("HOOKRUN_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir,
+            database,
+            event_store,
+            llm_base_url: get("HOOKRUN_LLM_BASE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:4000".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            llm_api_key: get("HOOKRUN_LLM_API_KEY"),
+            master_key: get("HOOKRUN_MASTER_KEY"),
+            admin_token: get("HOOKRUN_ADMIN_TOKEN"),
+            public_url: get("HOOKRUN_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            max_body_bytes: number(&get, "HOOKRUN_MAX_BODY_BYTES", 1024 * 1024)?,
+            agent_concurrency: number(&get, "HOOKRUN_AGENT_CONCURRENCY", 4)?.max(1),
+            agent_queue: number(&get, "HOOKRUN_AGENT_QUEUE", 1000)?.max(1),
+            llm_timeout: Duration::from_secs(number(&get, "HOOKRUN_LLM_TIMEOUT_S", 120)? as u64),
+            node_id: get("HOOKRUN_NODE_ID").unwrap_or_else(default_node_id),
+        })
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: usize,
+) -> anyhow::Result<usize> {
+    match get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{key} must be a whole number, got {v:?}")),
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_to_sqlite_in_the_data_dir_for_both_stores() {
+        let s = settings(&[("HOOKRUN_DATA_DIR", "/tmp/x")]).unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseBackend::Sqlite {
+                url: "sqlite:///tmp/x/hookrun.db".into()
+            }
+        );
+        assert_eq!(s.event_store, s.database);
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.agent_concurrency, 4);
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_bad_numbers() {
+        assert!(settings(&[("HOOKRUN_DATABASE_URL", "mysql://x")]).is_err());
+        let err = settings(&[("HOOKRUN_AGENT_CONCURRENCY", "four")]).unwrap_err();
+        assert!(format!("{err:#}").contains("HOOKRUN_AGENT_CONCURRENCY"));
+    }
+}

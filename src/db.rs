@@ -1,0 +1,166 @@
+//! Database connections and migrations for the two SQL backends.
+//!
+//! The same schema (events, catalog, read models) exists for SQLite and PostgreSQL
+//! under `migrations/sqlite` and `migrations/postgres`. SQLite gets two pools: one
+//! connection for all writes (SQLite has one writer at a time; serializing in-process
+//! avoids `SQLITE_BUSY`), and a few for reads (WAL lets readers run beside the writer).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// A SQLite database: one writer connection, several readers.
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+/// A SQL database hookrun keeps state in.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool a [`Db`] holds (for SQL both backends share).
+/// `$pool` is bound to the writer pool on SQLite.
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.writer;
+                $body
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let $pool = pg;
+                $body
+            }
+        }
+    };
+}
+
+/// Like [`with_db!`] but binds the read pool on SQLite.
+#[macro_export]
+macro_rules! with_db_read {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.reader;
+                $body
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let $pool = pg;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and applies migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Db::Postgres(connect_postgres(url).await?)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("invalid SQLite URL {url}"))?;
+            Db::Sqlite(connect_sqlite(options).await?)
+        } else {
+            anyhow::bail!("unsupported database URL {url:?}: expected sqlite:… or postgres://…");
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Opens (creating if missing) the SQLite file at `path` and applies migrations.
+    pub async fn open_sqlite_file(path: &Path) -> anyhow::Result<Db> {
+        let options = SqliteConnectOptions::new().filename(path);
+        let db = Db::Sqlite(connect_sqlite(options).await?);
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(s) => sqlx::migrate!("migrations/sqlite")
+                .run(&s.writer)
+                .await
+                .context("Failed to apply SQLite migrations")?,
+            Db::Postgres(pg) => sqlx::migrate!("migrations/postgres")
+                .run(pg)
+                .await
+                .context("Failed to apply PostgreSQL migrations")?,
+        }
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(s) => {
+                s.writer.close().await;
+                s.reader.close().await;
+            }
+            Db::Postgres(pg) => pg.close().await,
+        }
+    }
+}
+
+async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteDb> {
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk before it returns (the 202 promises durability).
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .context("Failed to open the SQLite database")?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.read_only(true))
+        .await
+        .context("Failed to open the SQLite database for reading")?;
+    Ok(SqliteDb { writer, reader })
+}
+
+async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("Failed to connect to PostgreSQL at {}", redact_url(url)))
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,39 @@
+//! Lifecycle events of the `agent-{agent_id}` stream: an audit trail of what changed
+//! and when. Agents' current configuration lives in the catalog tables (see
+//! `crate::catalog`); these events never carry a secret.
+
+use serde::{Deserialize, Serialize};
+
+pub const STREAM_PREFIX: &str = "agent-";
+
+pub fn stream_name(agent_id: &str) -> String {
+    format!("{STREAM_PREFIX}{agent_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum AgentEvent {
+    AgentRegistered {
+        agent_id: String,
+        tenant_id: String,
+        name: String,
+        model: String,
+    },
+    /// The tenant set or replaced its own gateway key (the key itself is never stored here).
+    AgentLlmKeySet { agent_id: String },
+    /// The agent stopped accepting webhooks.
+    AgentPaused { agent_id: String },
+    /// The agent accepts webhooks again.
+    AgentActivated { agent_id: String },
+}
+
+impl AgentEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AgentEvent::AgentRegistered { .. } => "AgentRegistered",
+            AgentEvent::AgentLlmKeySet { .. } => "AgentLlmKeySet",
+            AgentEvent::AgentPaused { .. } => "AgentPaused",
+            AgentEvent::AgentActivated { .. } => "AgentActivated",
+        }
+    }
+}

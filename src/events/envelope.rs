@@ -1,0 +1,100 @@
+//! The envelope around every event: identity, metadata and position.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of the envelope and event payload format written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Metadata stored with every event (serialized as the event's `metadata` JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub event_id: Uuid,
+    pub tenant_id: String,
+    pub agent_id: String,
+    /// The delivery id of the webhook that started the chain of events.
+    pub correlation_id: String,
+    /// The event (or command) that caused this one.
+    pub causation_id: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    pub schema_version: u32,
+}
+
+/// An event about to be appended. The store treats `data` and `metadata` as opaque JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    /// Stable name of the event (`ExecutionQueued`, …): part of the stored format.
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+/// A position in the global order of all events (`$all`).
+///
+/// Ordered lexicographically: `commit` first, then `prepare`. For SQLite both are
+/// the global sequence number; for PostgreSQL `commit` is the appending transaction's
+/// id and `prepare` the global sequence number, so that the order readers see is the
+/// order transactions became visible (see `store::postgres`). The pair mirrors
+/// KurrentDB's `$all` positions.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub commit: u64,
+    pub prepare: u64,
+}
+
+impl Position {
+    /// Before the first event.
+    pub const START: Position = Position {
+        commit: 0,
+        prepare: 0,
+    };
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.commit, self.prepare)
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    pub stream_id: String,
+    /// 0-based revision of the event within its stream.
+    pub revision: u64,
+    pub position: Position,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Namespace for deterministic event ids (UUIDv5).
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_2d0e_8c4a_4f51_9a57_3e1c_0d2b_7a11);
+
+/// A deterministic event id: the same logical event (stream + step key) always gets
+/// the same id, so a retried append is recognised as the same event and not stored twice.
+pub fn deterministic_event_id(stream: &str, step: &str) -> Uuid {
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{stream}/{step}").as_bytes())
+}
+
+impl NewEvent {
+    /// Wraps a typed event (serialized with its `type` tag) and its metadata.
+    pub fn from_typed<E: Serialize>(
+        event_type: &str,
+        event: &E,
+        metadata: &EventMetadata,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(NewEvent {
+            event_id: metadata.event_id,
+            event_type: event_type.to_owned(),
+            data: serde_json::to_value(event)?,
+            metadata: serde_json::to_value(metadata)?,
+        })
+    }
+}

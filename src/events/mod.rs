@@ -1,0 +1,21 @@
+//! The event store: the system of record.
+//!
+//! Everything hookrun knows about an execution is an event in a stream
+//! (`execution-{id}`, `agent-{id}`). This module owns the store contract
+//! ([`EventStore`]), the store-agnostic envelope ([`NewEvent`], [`RecordedEvent`])
+//! and the typed event enums. It knows nothing of actors, HTTP or the readers of
+//! the events (projections): data flows into it and is read out of it.
+//!
+//! # Layout
+//! - [`envelope`]: metadata every event carries, new and recorded events, positions.
+//! - [`execution`]: the `execution-{id}` stream's events.
+//! - [`agent`]: the `agent-{id}` stream's lifecycle events.
+//! - [`store`]: the [`EventStore`] trait and its backends (SQLite, PostgreSQL).
+
+pub mod agent;
+pub mod envelope;
+pub mod execution;
+pub mod store;
+
+pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent};
+pub use store::{AppendResult, EventStore, ExpectedVersion, StoreError};
