@@ -1,1 +1,334 @@
-//! SQLite backend (embedded default).
+//! SQLite backend (embedded default): the `events` table in the data dir's SQLite file.
+//!
+//! This file owns the SQLite implementation of [`EventStore`] and the backend-independent
+//! append rules ([`rules`]: expected-version check and idempotent re-append) that the
+//! PostgreSQL backend shares.
+//!
+//! Global order is the table's `seq` (`INTEGER PRIMARY KEY AUTOINCREMENT`), with
+//! `Position { commit: seq, prepare: seq }`. Every append runs in one `BEGIN IMMEDIATE`
+//! transaction on the single writer connection of [`SqliteDb`], so write transactions are
+//! serialized: sequence numbers are handed out in commit order and a reader can never see
+//! `seq` N+1 before N. Reads go through the reader pool (WAL: readers run beside the
+//! writer). [`EventStore::changes`] only sees appends made through this process's store;
+//! subscribers re-check periodically for writes from elsewhere.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{AppendResult, EventStore, ExpectedVersion, StoreError};
+use crate::db::SqliteDb;
+use crate::events::envelope::{NewEvent, Position, RecordedEvent};
+
+const COLUMNS: &str = "seq, stream_id, revision, event_id, event_type, data, metadata, recorded_at";
+
+/// The SQLite event store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqliteEventStore {
+    db: SqliteDb,
+    changes: watch::Sender<()>,
+}
+
+impl SqliteEventStore {
+    /// A store over `db` (migrations must have been applied, as `Db::open_sqlite_file` does).
+    pub fn new(db: SqliteDb) -> Self {
+        SqliteEventStore {
+            db,
+            changes: watch::Sender::new(()),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        rules::check_not_empty(stream, &events)?;
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+
+        let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+        let ids_json =
+            serde_json::to_string(&ids).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let stored = sqlx::query(
+            "SELECT stream_id, revision, seq FROM events \
+             WHERE event_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids_json)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|row| {
+            let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+            Ok(rules::StoredId {
+                stream_id: row.try_get("stream_id").map_err(map_err)?,
+                revision: to_u64(row.try_get("revision").map_err(map_err)?),
+                position: Position {
+                    commit: seq,
+                    prepare: seq,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        if let Some(outcome) = rules::already_stored(stream, &events, &stored) {
+            return outcome; // nothing written; the transaction rolls back on drop
+        }
+
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(revision) FROM events WHERE stream_id = ?1")
+                .bind(stream)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let current = current.map(to_u64);
+        rules::check_expected(stream, expected, current)?;
+
+        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut revision = current.map_or(0, |r| r + 1);
+        let mut seq = 0;
+        for event in &events {
+            seq = sqlx::query_scalar(
+                "INSERT INTO events \
+                 (stream_id, revision, event_id, event_type, data, metadata, recorded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+            )
+            .bind(stream)
+            .bind(to_i64(revision))
+            .bind(event.event_id.to_string())
+            .bind(&event.event_type)
+            .bind(event.data.to_string())
+            .bind(event.metadata.to_string())
+            .bind(&recorded_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            revision += 1;
+        }
+        tx.commit().await.map_err(map_err)?;
+        self.changes.send_replace(());
+
+        let seq = to_u64(seq);
+        Ok(AppendResult {
+            next_expected_version: revision - 1,
+            position: Position {
+                commit: seq,
+                prepare: seq,
+            },
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND revision >= ?2 \
+             ORDER BY revision LIMIT ?3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream)
+            .bind(to_i64(from))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // (seq, seq) > (commit, prepare), lexicographically.
+        let first = if after.prepare < after.commit {
+            after.commit
+        } else {
+            after.commit.saturating_add(1)
+        };
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_i64(first))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    fn changes(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+    let event_id: String = row.try_get("event_id").map_err(map_err)?;
+    let data: String = row.try_get("data").map_err(map_err)?;
+    let metadata: String = row.try_get("metadata").map_err(map_err)?;
+    let recorded_at: String = row.try_get("recorded_at").map_err(map_err)?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Backend(format!(
+            "stored event at seq {seq} has an invalid {what}: {e}"
+        ))
+    };
+    Ok(RecordedEvent {
+        stream_id: row.try_get("stream_id").map_err(map_err)?,
+        revision: to_u64(row.try_get("revision").map_err(map_err)?),
+        position: Position {
+            commit: seq,
+            prepare: seq,
+        },
+        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt("event id", &e))?,
+        event_type: row.try_get("event_type").map_err(map_err)?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("data", &e))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", &e))?,
+        recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
+            .map_err(|e| corrupt("recorded_at", &e))?
+            .with_timezone(&Utc),
+    })
+}
+
+/// Busy/locked/read-only/IO/full/cannot-open (and lost connections) may pass: `Unavailable`.
+fn map_err(err: sqlx::Error) -> StoreError {
+    const TRANSIENT: [i32; 6] = [5, 6, 8, 10, 13, 14]; // SQLITE_BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
+    let transient = match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map(|c| c & 0xff);
+            primary.is_some_and(|c| TRANSIENT.contains(&c))
+                || db.message().contains("database is locked")
+        }
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Append rules every backend applies the same way (used by `store::postgres` too).
+pub(super) mod rules {
+    use std::collections::HashSet;
+
+    use super::super::{AppendResult, ExpectedVersion, StoreError};
+    use crate::events::envelope::{NewEvent, Position};
+
+    /// An event already stored under one of the ids being appended.
+    #[derive(Debug)]
+    pub(in crate::events::store) struct StoredId {
+        pub stream_id: String,
+        pub revision: u64,
+        pub position: Position,
+    }
+
+    pub(in crate::events::store) fn check_not_empty(
+        stream: &str,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::Backend(format!(
+                "append to {stream} has no events: an append needs at least one"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `current`: revision of the stream's last event, `None` if the stream does not exist.
+    pub(in crate::events::store) fn check_expected(
+        stream: &str,
+        expected: ExpectedVersion,
+        current: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let ok = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::Exact(n) => current == Some(n),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::WrongExpectedVersion {
+                stream: stream.to_owned(),
+                expected,
+                actual: current,
+            })
+        }
+    }
+
+    /// Decides an append whose ids are (partly) stored already: `None` when none are
+    /// (append normally); the stored result when all are, in `stream` (a retried append:
+    /// nothing is written, whatever the expected version); an error otherwise.
+    pub(in crate::events::store) fn already_stored(
+        stream: &str,
+        events: &[NewEvent],
+        stored: &[StoredId],
+    ) -> Option<Result<AppendResult, StoreError>> {
+        if stored.is_empty() {
+            return None;
+        }
+        if let Some(other) = stored.iter().find(|s| s.stream_id != stream) {
+            return Some(Err(StoreError::Backend(format!(
+                "append to {stream}: an event id is already used in stream {} (revision {})",
+                other.stream_id, other.revision
+            ))));
+        }
+        let distinct = events
+            .iter()
+            .map(|e| e.event_id)
+            .collect::<HashSet<_>>()
+            .len();
+        if stored.len() != distinct {
+            return Some(Err(StoreError::Backend(format!(
+                "append to {stream} mixes {} already stored event ids with {} new ones: \
+                 a retried append must carry exactly the same events",
+                stored.len(),
+                distinct - stored.len()
+            ))));
+        }
+        let last = stored.iter().max_by_key(|s| s.revision)?;
+        Some(Ok(AppendResult {
+            next_expected_version: last.revision,
+            position: last.position,
+        }))
+    }
+}

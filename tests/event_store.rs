@@ -1,0 +1,612 @@
+//! The event store conformance suite: every backend must pass the same tests.
+//!
+//! Each scenario is written once as an async function over `Arc<dyn EventStore>` and run
+//! against SQLite (a fresh file in a temp dir) and PostgreSQL (a fresh database per test),
+//! as `sqlite_<scenario>` / `postgres_<scenario>`. PostgreSQL-only tests at the end prove
+//! that `$all` never skips an event when transactions commit out of sequence order.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hookrun::db::Db;
+use hookrun::events::store::postgres::{PostgresEventStore, append_in_transaction};
+use hookrun::events::store::sqlite::SqliteEventStore;
+use hookrun::events::store::subscription::subscribe_all;
+use hookrun::events::{
+    AppendResult, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+};
+use serde_json::json;
+use sqlx::PgPool;
+use tempfile::TempDir;
+use tokio::time::timeout;
+use uuid::Uuid;
+
+/// Long enough for a loaded CI machine; only reached when a test is about to fail.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+fn event(n: u32) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "TestEvent".to_owned(),
+        data: json!({"n": n, "text": "héllo \u{0} \"quoted\"", "nested": {"list": [1, 2.5, null]}}),
+        metadata: json!({"tenant_id": "acme", "n": n}),
+    }
+}
+
+fn events(count: u32) -> Vec<NewEvent> {
+    (0..count).map(event).collect()
+}
+
+fn assert_same(recorded: &RecordedEvent, new: &NewEvent) {
+    assert_eq!(recorded.event_id, new.event_id);
+    assert_eq!(recorded.event_type, new.event_type);
+    assert_eq!(recorded.data, new.data);
+    assert_eq!(recorded.metadata, new.metadata);
+}
+
+fn conflict_actual(result: Result<AppendResult, StoreError>) -> Option<u64> {
+    match result {
+        Err(StoreError::WrongExpectedVersion { actual, .. }) => actual,
+        other => panic!("expected a wrong-expected-version conflict, got {other:?}"),
+    }
+}
+
+/// The first `n` events of `$all`. PostgreSQL hides new events while an older transaction
+/// anywhere on the server is running (tests run in parallel), so this waits for them.
+async fn first_events(store: &Arc<dyn EventStore>, n: usize) -> Vec<RecordedEvent> {
+    let read = subscribe_all(Arc::clone(store), Position::START, 100).take(n);
+    let got: Vec<_> = timeout(PATIENCE, read.collect())
+        .await
+        .expect("events become readable");
+    got.into_iter().map(|e| e.expect("read_all")).collect()
+}
+
+// ---- scenarios ------------------------------------------------------------------------
+
+async fn append_then_read_stream(store: Arc<dyn EventStore>) {
+    let new = events(3);
+    let result = store
+        .append("s-1", ExpectedVersion::NoStream, new.clone())
+        .await
+        .unwrap();
+    assert_eq!(result.next_expected_version, 2);
+
+    let read = store.read_stream("s-1", 0, 100).await.unwrap();
+    assert_eq!(read.len(), 3);
+    for (i, (recorded, new)) in read.iter().zip(&new).enumerate() {
+        assert_same(recorded, new);
+        assert_eq!(recorded.stream_id, "s-1");
+        assert_eq!(recorded.revision, i as u64);
+        assert!(
+            (chrono::Utc::now() - recorded.recorded_at)
+                .num_seconds()
+                .abs()
+                < 60
+        );
+    }
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(read[2].position, result.position);
+}
+
+async fn read_stream_from_revision_with_limit(store: Arc<dyn EventStore>) {
+    let new = events(5);
+    store
+        .append("s-1", ExpectedVersion::NoStream, new.clone())
+        .await
+        .unwrap();
+    store
+        .append("s-2", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+
+    let read = store.read_stream("s-1", 2, 2).await.unwrap();
+    assert_eq!(read.iter().map(|e| e.revision).collect::<Vec<_>>(), [2, 3]);
+    assert_same(&read[0], &new[2]);
+    let read = store.read_stream("s-1", 4, 10).await.unwrap();
+    assert_eq!(read.iter().map(|e| e.revision).collect::<Vec<_>>(), [4]);
+    assert!(store.read_stream("s-1", 5, 10).await.unwrap().is_empty());
+    assert!(store.read_stream("s-1", 0, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_stream("unknown", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn no_stream_on_existing_stream_conflicts(store: Arc<dyn EventStore>) {
+    store
+        .append("s-1", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    let err = store
+        .append("s-1", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    match err {
+        StoreError::WrongExpectedVersion {
+            stream,
+            expected,
+            actual,
+        } => {
+            assert_eq!(stream, "s-1");
+            assert_eq!(expected, ExpectedVersion::NoStream);
+            assert_eq!(actual, Some(0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.read_stream("s-1", 0, 10).await.unwrap().len(), 1);
+}
+
+async fn exact_wrong_version_conflicts_with_actual(store: Arc<dyn EventStore>) {
+    store
+        .append("s-1", ExpectedVersion::NoStream, events(2))
+        .await
+        .unwrap();
+    let stale = store
+        .append("s-1", ExpectedVersion::Exact(0), events(1))
+        .await;
+    assert_eq!(conflict_actual(stale), Some(1));
+    let ahead = store
+        .append("s-1", ExpectedVersion::Exact(5), events(1))
+        .await;
+    assert_eq!(conflict_actual(ahead), Some(1));
+    let missing = store
+        .append("missing", ExpectedVersion::Exact(0), events(1))
+        .await;
+    assert_eq!(conflict_actual(missing), None);
+    assert!(
+        store
+            .read_stream("missing", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ok = store
+        .append("s-1", ExpectedVersion::Exact(1), events(1))
+        .await
+        .unwrap();
+    assert_eq!(ok.next_expected_version, 2);
+}
+
+async fn any_appends_whatever_the_version(store: Arc<dyn EventStore>) {
+    let first = store
+        .append("s-1", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    assert_eq!(first.next_expected_version, 0);
+    let second = store
+        .append("s-1", ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    assert_eq!(second.next_expected_version, 1);
+
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append("s-1", ExpectedVersion::Any, events(1)).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().expect("Any never conflicts");
+    }
+    let read = store.read_stream("s-1", 0, 100).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (0..12).collect::<Vec<_>>()
+    );
+}
+
+async fn concurrent_appends_at_same_version_one_wins(store: Arc<dyn EventStore>) {
+    store
+        .append("race", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .append("race", ExpectedVersion::Exact(0), events(1))
+                    .await
+            })
+        })
+        .collect();
+    let (mut won, mut lost) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(result) => {
+                assert_eq!(result.next_expected_version, 1);
+                won += 1;
+            }
+            Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                assert_eq!(actual, Some(1));
+                lost += 1;
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!((won, lost), (1, 19));
+    assert_eq!(store.read_stream("race", 0, 100).await.unwrap().len(), 2);
+}
+
+async fn appending_same_event_ids_is_idempotent(store: Arc<dyn EventStore>) {
+    let batch = events(2);
+    let first = store
+        .append("s-1", ExpectedVersion::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let again = store
+        .append("s-1", ExpectedVersion::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let stale = store
+        .append("s-1", ExpectedVersion::Exact(7), batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(stale, first);
+    assert_eq!(store.read_stream("s-1", 0, 10).await.unwrap().len(), 2);
+
+    let mixed = vec![batch[1].clone(), event(9)];
+    let err = store
+        .append("s-1", ExpectedVersion::Any, mixed)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    let elsewhere = store
+        .append("s-2", ExpectedVersion::Any, vec![batch[0].clone()])
+        .await;
+    assert!(
+        matches!(elsewhere, Err(StoreError::Backend(_))),
+        "{elsewhere:?}"
+    );
+    assert_eq!(store.read_stream("s-1", 0, 10).await.unwrap().len(), 2);
+    assert!(store.read_stream("s-2", 0, 10).await.unwrap().is_empty());
+
+    // Concurrent retries of one append: all succeed with one result, one copy stored.
+    let retried = events(1);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, retried) = (Arc::clone(&store), retried.clone());
+            tokio::spawn(async move {
+                store
+                    .append("s-3", ExpectedVersion::NoStream, retried)
+                    .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap().expect("a retried append succeeds"));
+    }
+    assert!(results.iter().all(|r| *r == results[0]));
+    assert_eq!(store.read_stream("s-3", 0, 10).await.unwrap().len(), 1);
+}
+
+async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
+    let (a, b, c) = (events(2), events(1), events(1));
+    store
+        .append("s-1", ExpectedVersion::NoStream, a.clone())
+        .await
+        .unwrap();
+    store
+        .append("s-2", ExpectedVersion::NoStream, b.clone())
+        .await
+        .unwrap();
+    let last = store
+        .append("s-1", ExpectedVersion::Exact(1), c.clone())
+        .await
+        .unwrap();
+    let expected: Vec<_> = a.iter().chain(&b).chain(&c).collect();
+
+    first_events(&store, 4).await; // all four are readable from now on
+    let all = store.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    for (recorded, new) in all.iter().zip(&expected) {
+        assert_same(recorded, new);
+    }
+    let streams: Vec<_> = all
+        .iter()
+        .map(|e| (e.stream_id.as_str(), e.revision))
+        .collect();
+    assert_eq!(streams, [("s-1", 0), ("s-1", 1), ("s-2", 0), ("s-1", 2)]);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(all[3].position, last.position);
+
+    let page = store.read_all(Position::START, 2).await.unwrap();
+    assert_eq!(page, all[..2]);
+    let rest = store.read_all(page[1].position, 100).await.unwrap();
+    assert_eq!(rest, all[2..]);
+    let one = store.read_all(all[1].position, 1).await.unwrap();
+    assert_eq!(one, all[2..3]);
+    assert!(
+        store
+            .read_all(all[3].position, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.read_all(Position::START, 0).await.unwrap().is_empty());
+}
+
+async fn changes_fire_after_append(store: Arc<dyn EventStore>) {
+    let mut changes = store.changes();
+    assert!(!changes.has_changed().unwrap());
+    store
+        .append("s-1", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    timeout(PATIENCE, changes.changed())
+        .await
+        .expect("a change signal")
+        .unwrap();
+}
+
+async fn subscription_catches_up_then_delivers_later_appends(store: Arc<dyn EventStore>) {
+    let early = events(3);
+    store
+        .append("s-1", ExpectedVersion::NoStream, early.clone())
+        .await
+        .unwrap();
+
+    let mut subscription = subscribe_all(Arc::clone(&store), Position::START, 2);
+    let mut seen = Vec::new();
+    for new in &early {
+        let got = timeout(PATIENCE, subscription.next())
+            .await
+            .expect("caught up")
+            .unwrap();
+        let got = got.unwrap();
+        assert_same(&got, new);
+        seen.push(got);
+    }
+
+    let later = events(1);
+    store
+        .append("s-2", ExpectedVersion::NoStream, later.clone())
+        .await
+        .unwrap();
+    let got = timeout(PATIENCE, subscription.next())
+        .await
+        .expect("a live event")
+        .unwrap();
+    assert_same(&got.unwrap(), &later[0]);
+
+    // Resuming from a checkpoint delivers only what follows it.
+    let mut resumed = subscribe_all(Arc::clone(&store), seen[1].position, 10);
+    let got = timeout(PATIENCE, resumed.next())
+        .await
+        .expect("resumed")
+        .unwrap();
+    assert_same(&got.unwrap(), &early[2]);
+}
+
+// ---- backends -------------------------------------------------------------------------
+
+async fn sqlite_db() -> (TempDir, Db) {
+    let dir = TempDir::new().unwrap();
+    let db = Db::open_sqlite_file(&dir.path().join("hookrun.db"))
+        .await
+        .unwrap();
+    (dir, db)
+}
+
+async fn on_sqlite<F: Future<Output = ()>>(scenario: impl FnOnce(Arc<dyn EventStore>) -> F) {
+    let (_dir, db) = sqlite_db().await;
+    let Db::Sqlite(sqlite) = db else {
+        unreachable!()
+    };
+    scenario(Arc::new(SqliteEventStore::new(sqlite))).await;
+}
+
+async fn postgres_pool(test: &str) -> Option<(String, PgPool)> {
+    let url = support::pg::fresh_database(test).await?;
+    match Db::connect(&url).await.unwrap() {
+        Db::Postgres(pool) => Some((url, pool)),
+        Db::Sqlite(_) => unreachable!(),
+    }
+}
+
+async fn on_postgres<F: Future<Output = ()>>(
+    test: &str,
+    scenario: impl FnOnce(Arc<dyn EventStore>) -> F,
+) {
+    let Some((_, pool)) = postgres_pool(test).await else {
+        return;
+    };
+    scenario(Arc::new(PostgresEventStore::connect(pool).await.unwrap())).await;
+}
+
+macro_rules! conformance {
+    ($($scenario:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            on_sqlite($scenario).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            on_postgres(stringify!($postgres), $scenario).await;
+        }
+    )*};
+}
+
+conformance! {
+    append_then_read_stream => sqlite_append_then_read_stream, postgres_append_then_read_stream;
+    read_stream_from_revision_with_limit =>
+        sqlite_read_stream_from_revision_with_limit, postgres_read_stream_from_revision_with_limit;
+    no_stream_on_existing_stream_conflicts =>
+        sqlite_no_stream_on_existing_stream_conflicts, postgres_no_stream_on_existing_stream_conflicts;
+    exact_wrong_version_conflicts_with_actual =>
+        sqlite_exact_wrong_version_conflicts_with_actual,
+        postgres_exact_wrong_version_conflicts_with_actual;
+    any_appends_whatever_the_version =>
+        sqlite_any_appends_whatever_the_version, postgres_any_appends_whatever_the_version;
+    concurrent_appends_at_same_version_one_wins =>
+        sqlite_concurrent_appends_at_same_version_one_wins,
+        postgres_concurrent_appends_at_same_version_one_wins;
+    appending_same_event_ids_is_idempotent =>
+        sqlite_appending_same_event_ids_is_idempotent, postgres_appending_same_event_ids_is_idempotent;
+    read_all_in_global_order => sqlite_read_all_in_global_order, postgres_read_all_in_global_order;
+    changes_fire_after_append => sqlite_changes_fire_after_append, postgres_changes_fire_after_append;
+    subscription_catches_up_then_delivers_later_appends =>
+        sqlite_subscription_catches_up_then_delivers_later_appends,
+        postgres_subscription_catches_up_then_delivers_later_appends;
+}
+
+// ---- backend-specific -----------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_read_only_database_is_unavailable() {
+    let (_dir, db) = sqlite_db().await;
+    let Db::Sqlite(sqlite) = db else {
+        unreachable!()
+    };
+    let read_only = hookrun::db::SqliteDb {
+        writer: sqlite.reader.clone(),
+        reader: sqlite.reader,
+    };
+    let store = SqliteEventStore::new(read_only);
+    let err = store
+        .append("s-1", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+/// Appends `e0`, then `e1` in a transaction held open, then commits `e2` (later sequence
+/// number, earlier commit). Returns the store, the pool, the open transaction and events.
+async fn out_of_order_commit(
+    test: &str,
+) -> Option<(
+    Arc<dyn EventStore>,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    [NewEvent; 3],
+)> {
+    let (_, pool) = postgres_pool(test).await?;
+    let store: Arc<dyn EventStore> =
+        Arc::new(PostgresEventStore::connect(pool.clone()).await.unwrap());
+    let [e0, e1, e2] = [event(0), event(1), event(2)];
+    store
+        .append("before", ExpectedVersion::NoStream, vec![e0.clone()])
+        .await
+        .unwrap();
+
+    let mut held = pool.begin().await.unwrap();
+    let r1 = append_in_transaction(&mut held, "held", ExpectedVersion::NoStream, &[e1.clone()])
+        .await
+        .unwrap();
+    let r2 = store
+        .append("committed", ExpectedVersion::NoStream, vec![e2.clone()])
+        .await
+        .unwrap();
+    assert!(
+        r1.position.prepare < r2.position.prepare,
+        "e1 took the earlier sequence number"
+    );
+    assert!(
+        r1.position < r2.position,
+        "and sorts first in the global order"
+    );
+
+    // The hazard: by sequence number alone, e2 is readable while e1 is not yet.
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(seqs.contains(&(r2.position.prepare as i64)));
+    assert!(!seqs.contains(&(r1.position.prepare as i64)));
+    Some((store, held, [e0, e1, e2]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_all_never_skips_an_out_of_order_commit() {
+    let test = "postgres_read_all_never_skips_an_out_of_order_commit";
+    let Some((store, held, [e0, e1, e2])) = out_of_order_commit(test).await else {
+        return;
+    };
+
+    // A reader that got e0 and checkpointed there…
+    let first = store.read_all(Position::START, 100).await.unwrap();
+    assert!(
+        first.len() <= 1,
+        "nothing past the open transaction: {first:?}"
+    );
+    let checkpoint = match first.first() {
+        Some(seen) => seen.position,
+        None => first_events(&store, 1).await[0].position, // an older transaction elsewhere
+    };
+    assert_same(&store.read_all(Position::START, 1).await.unwrap()[0], &e0);
+    // …does not get e2 while e1's transaction is open.
+    assert!(store.read_all(checkpoint, 100).await.unwrap().is_empty());
+
+    held.commit().await.unwrap();
+    let all = first_events(&store, 3).await;
+    assert_same(&all[1], &e1);
+    assert_same(&all[2], &e2);
+    // The checkpointed reader gets both, in order, one at a time too.
+    let next = store.read_all(checkpoint, 1).await.unwrap();
+    assert_same(&next[0], &e1);
+    let next = store.read_all(next[0].position, 1).await.unwrap();
+    assert_same(&next[0], &e2);
+    assert_eq!(store.read_all(checkpoint, 100).await.unwrap(), all[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_subscription_delivers_an_out_of_order_commit_in_order() {
+    let test = "postgres_subscription_delivers_an_out_of_order_commit_in_order";
+    let Some((store, held, [e0, e1, e2])) = out_of_order_commit(test).await else {
+        return;
+    };
+
+    let mut subscription = subscribe_all(Arc::clone(&store), Position::START, 10);
+    let got = timeout(PATIENCE, subscription.next())
+        .await
+        .expect("e0")
+        .unwrap();
+    assert_same(&got.unwrap(), &e0);
+    // While e1's transaction is open, e2 must not be delivered (it would skip e1).
+    let early = timeout(Duration::from_millis(500), subscription.next()).await;
+    assert!(
+        early.is_err(),
+        "delivered past an open transaction: {early:?}"
+    );
+
+    held.commit().await.unwrap();
+    for expected in [&e1, &e2] {
+        let got = timeout(PATIENCE, subscription.next())
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_same(&got.unwrap(), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_reach_other_processes() {
+    let Some((url, pool)) = postgres_pool("postgres_changes_reach_other_processes").await else {
+        return;
+    };
+    let writer = PostgresEventStore::connect(pool).await.unwrap();
+    let Db::Postgres(other_pool) = Db::connect(&url).await.unwrap() else {
+        unreachable!()
+    };
+    let other = PostgresEventStore::connect(other_pool).await.unwrap();
+
+    let mut changes = other.changes();
+    writer
+        .append("s-1", ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    timeout(PATIENCE, changes.changed())
+        .await
+        .expect("a NOTIFY from the writer")
+        .unwrap();
+}
