@@ -1,0 +1,147 @@
+//! The agent actor: owns one agent's queue of executions and how many run at once.
+//!
+//! Ordering: the handler of [`Enqueue`] awaits the `ExecutionQueued` append, and an
+//! actix handler that awaits can interleave with the next message. Nothing here relies
+//! on message order across executions: capacity is reserved synchronously before the
+//! append (`appending`), dedupe is the event store's optimistic concurrency, and the
+//! running count only changes in synchronous callbacks on the actor.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::run::{self, ExecutionDeps, Job};
+use crate::catalog::AgentRecord;
+use crate::domain::{AgentId, DeliveryId, ExecutionId};
+use crate::events::StoreError;
+
+/// A verified, schema-valid webhook for this agent. The answer goes to `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub agent: Arc<AgentRecord>,
+    pub delivery_id: DeliveryId,
+    pub payload: serde_json::Value,
+    pub reply: Option<oneshot::Sender<Result<Enqueued, EnqueueError>>>,
+}
+
+impl Enqueue {
+    pub fn new(
+        agent: Arc<AgentRecord>,
+        delivery_id: DeliveryId,
+        payload: serde_json::Value,
+    ) -> Self {
+        Enqueue {
+            agent,
+            delivery_id,
+            payload,
+            reply: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// `ExecutionQueued` is stored; the execution will run.
+    Queued(ExecutionId),
+    /// This delivery id was seen before: nothing new was stored or started.
+    Duplicate(ExecutionId),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("agent is at capacity")]
+    Busy,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub struct AgentActor {
+    agent_id: AgentId,
+    deps: Arc<ExecutionDeps>,
+    /// `ExecutionQueued` appends under way (capacity reserved for them).
+    appending: usize,
+    running: usize,
+    pending: VecDeque<Job>,
+}
+
+impl AgentActor {
+    pub fn new(agent_id: AgentId, deps: Arc<ExecutionDeps>) -> Self {
+        AgentActor {
+            agent_id,
+            deps,
+            appending: 0,
+            running: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.appending + self.running + self.pending.len()
+    }
+
+    /// Starts queued executions while below the agent's concurrency limit.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while self.running < self.deps.limits.concurrency {
+            let Some(job) = self.pending.pop_front() else {
+                break;
+            };
+            self.running += 1;
+            let deps = self.deps.clone();
+            ctx.spawn(
+                async move { run::execute(&deps, job).await }
+                    .into_actor(self)
+                    .map(|_, act, ctx| {
+                        act.running -= 1;
+                        act.pump(ctx);
+                    }),
+            );
+        }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(agent_id = %self.agent_id, "agent actor started");
+    }
+}
+
+impl Handler<Enqueue> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, mut msg: Enqueue, ctx: &mut Self::Context) {
+        let Some(reply) = msg.reply.take() else {
+            return;
+        };
+        if self.in_flight() >= self.deps.limits.queue {
+            let _ = reply.send(Err(EnqueueError::Busy));
+            return;
+        }
+        self.appending += 1;
+        let deps = self.deps.clone();
+        ctx.spawn(
+            async move { run::queue(&deps, msg).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.appending -= 1;
+                    let answer = match result {
+                        Ok(run::Queued::New(job)) => {
+                            let id = job.execution_id;
+                            act.pending.push_back(job);
+                            act.pump(ctx);
+                            Ok(Enqueued::Queued(id))
+                        }
+                        Ok(run::Queued::Duplicate(id)) => Ok(Enqueued::Duplicate(id)),
+                        Err(e) => Err(EnqueueError::Store(e)),
+                    };
+                    let _ = reply.send(answer);
+                }),
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! Agents: their prompt, LLM configuration, payload schema, status and sealed secrets.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{CatalogError, is_unique_violation, timestamp};
+use crate::db::Db;
+use crate::domain::{AgentId, TenantId};
+use crate::{with_db, with_db_read};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    Active,
+    Paused,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Paused => "paused",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, CatalogError> {
+        match raw {
+            "active" => Ok(AgentStatus::Active),
+            "paused" => Ok(AgentStatus::Paused),
+            other => Err(CatalogError::Corrupt(format!("agent status {other:?}"))),
+        }
+    }
+}
+
+/// The agent's model and request parameters, passed to the gateway as they are
+/// (`temperature`, `max_tokens`, …), except the keys hookrun sets itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmConfig {
+    pub model: String,
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Request keys an agent's `llm_config` may not set: hookrun owns them.
+const RESERVED_PARAMS: [&str; 3] = ["messages", "stream", "n"];
+
+impl LlmConfig {
+    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        let config: LlmConfig = serde_json::from_value(value.clone())
+            .map_err(|e| format!("llm_config must be an object with a \"model\" string: {e}"))?;
+        if config.model.trim().is_empty() {
+            return Err("llm_config.model must not be empty".into());
+        }
+        if let Some(key) = RESERVED_PARAMS
+            .iter()
+            .find(|k| config.params.contains_key(**k))
+        {
+            return Err(format!(
+                "llm_config.{key} is set by hookrun and cannot be configured"
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub agent_id: AgentId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub system_prompt: String,
+    pub llm_config: LlmConfig,
+    pub payload_schema: Option<serde_json::Value>,
+    pub status: AgentStatus,
+    pub signature_scheme: String,
+    pub webhook_secret_sealed: String,
+    pub llm_key_sealed: Option<String>,
+    /// Bumped on every configuration change (caches key on it).
+    pub config_version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "agent_id, tenant_id, name, system_prompt, llm_config, payload_schema, \
+    status, signature_scheme, webhook_secret_sealed, llm_key_sealed, config_version, created_at";
+
+pub async fn insert(db: &Db, agent: &AgentRecord) -> Result<(), CatalogError> {
+    let created = timestamp(agent.created_at);
+    let llm_config = serde_json::to_string(&agent.llm_config).expect("serializable");
+    let schema = agent.payload_schema.as_ref().map(|s| s.to_string());
+    let result = with_db!(db, |pool| {
+        sqlx::query(
+            "INSERT INTO agents (agent_id, tenant_id, name, system_prompt, llm_config, \
+             payload_schema, status, signature_scheme, webhook_secret_sealed, llm_key_sealed, \
+             config_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(agent.agent_id.to_string())
+        .bind(agent.tenant_id.as_ref())
+        .bind(&agent.name)
+        .bind(&agent.system_prompt)
+        .bind(&llm_config)
+        .bind(&schema)
+        .bind(agent.status.as_str())
+        .bind(&agent.signature_scheme)
+        .bind(&agent.webhook_secret_sealed)
+        .bind(&agent.llm_key_sealed)
+        .bind(agent.config_version)
+        .bind(&created)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    });
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(CatalogError::AlreadyExists(format!(
+            "agent {}",
+            agent.agent_id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(db: &Db, agent_id: &AgentId) -> Result<Option<AgentRecord>, CatalogError> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM agents WHERE agent_id = $1"));
+    let row = with_db_read!(db, |pool| {
+        match sqlx::query(sql)
+            .bind(agent_id.to_string())
+            .fetch_optional(pool)
+            .await?
+        {
+            Some(row) => Some(RawAgent {
+                agent_id: row.try_get("agent_id")?,
+                tenant_id: row.try_get("tenant_id")?,
+                name: row.try_get("name")?,
+                system_prompt: row.try_get("system_prompt")?,
+                llm_config: row.try_get("llm_config")?,
+                payload_schema: row.try_get("payload_schema")?,
+                status: row.try_get("status")?,
+                signature_scheme: row.try_get("signature_scheme")?,
+                webhook_secret_sealed: row.try_get("webhook_secret_sealed")?,
+                llm_key_sealed: row.try_get("llm_key_sealed")?,
+                config_version: row.try_get("config_version")?,
+                created_at: row.try_get("created_at")?,
+            }),
+            None => None,
+        }
+    });
+    row.map(RawAgent::into_record).transpose()
+}
+
+/// Sets the tenant's own gateway key (sealed). Returns false if no such agent.
+pub async fn set_llm_key(db: &Db, agent_id: &AgentId, sealed: &str) -> Result<bool, CatalogError> {
+    update(
+        db,
+        "UPDATE agents SET llm_key_sealed = $2, config_version = config_version + 1, \
+         updated_at = $3 WHERE agent_id = $1",
+        agent_id,
+        sealed,
+    )
+    .await
+}
+
+/// Pauses or activates an agent. Returns false if no such agent.
+pub async fn set_status(
+    db: &Db,
+    agent_id: &AgentId,
+    status: AgentStatus,
+) -> Result<bool, CatalogError> {
+    update(
+        db,
+        "UPDATE agents SET status = $2, config_version = config_version + 1, \
+         updated_at = $3 WHERE agent_id = $1",
+        agent_id,
+        status.as_str(),
+    )
+    .await
+}
+
+async fn update(
+    db: &Db,
+    sql: &'static str,
+    agent_id: &AgentId,
+    value: &str,
+) -> Result<bool, CatalogError> {
+    let now = timestamp(Utc::now());
+    let done = with_db!(db, |pool| {
+        sqlx::query(sql)
+            .bind(agent_id.to_string())
+            .bind(value)
+            .bind(&now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(done == 1)
+}
+
+/// A row as stored, before parsing.
+struct RawAgent {
+    agent_id: String,
+    tenant_id: String,
+    name: String,
+    system_prompt: String,
+    llm_config: String,
+    payload_schema: Option<String>,
+    status: String,
+    signature_scheme: String,
+    webhook_secret_sealed: String,
+    llm_key_sealed: Option<String>,
+    config_version: i64,
+    created_at: String,
+}
+
+impl RawAgent {
+    fn into_record(self) -> Result<AgentRecord, CatalogError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            CatalogError::Corrupt(format!("agent {}: {what}: {e}", self.agent_id))
+        };
+        let llm_config = serde_json::from_str::<serde_json::Value>(&self.llm_config)
+            .map_err(|e| corrupt("llm_config", &e))
+            .and_then(|v| LlmConfig::parse(&v).map_err(|e| corrupt("llm_config", &e)))?;
+        let payload_schema = self
+            .payload_schema
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| corrupt("payload_schema", &e))?;
+        Ok(AgentRecord {
+            agent_id: AgentId::parse(&self.agent_id).map_err(|e| corrupt("id", &e))?,
+            tenant_id: TenantId::parse(&self.tenant_id).map_err(|e| corrupt("tenant", &e))?,
+            created_at: DateTime::parse_from_rfc3339(&self.created_at)
+                .map_err(|e| corrupt("created_at", &e))?
+                .with_timezone(&Utc),
+            status: AgentStatus::parse(&self.status)?,
+            name: self.name,
+            system_prompt: self.system_prompt,
+            llm_config,
+            payload_schema,
+            signature_scheme: self.signature_scheme,
+            webhook_secret_sealed: self.webhook_secret_sealed,
+            llm_key_sealed: self.llm_key_sealed,
+            config_version: self.config_version,
+        })
+    }
+}
+
+/// Associated data binding a sealed webhook secret to its agent (a sealed value copied
+/// to another row does not open).
+pub fn webhook_secret_aad(agent_id: &AgentId) -> String {
+    format!("agent:{agent_id}:webhook_secret")
+}
+
+/// Associated data binding a sealed tenant gateway key to its agent.
+pub fn llm_key_aad(agent_id: &AgentId) -> String {
+    format!("agent:{agent_id}:llm_key")
+}

@@ -1,0 +1,153 @@
+//! Agents of the calling tenant: create, read, pause/activate, webhook secret, BYOK key.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::Tenant;
+use super::error::ApiError;
+use crate::catalog::commands::{self, CreateAgentError, NewAgent};
+use crate::catalog::{AgentRecord, AgentStatus, agents};
+use crate::domain::AgentId;
+
+impl From<CreateAgentError> for ApiError {
+    fn from(e: CreateAgentError) -> Self {
+        match e {
+            CreateAgentError::Invalid(message) => ApiError::bad_request("invalid_agent", message),
+            CreateAgentError::Catalog(e) => e.into(),
+            CreateAgentError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn describe(state: &AppState, agent: &AgentRecord) -> serde_json::Value {
+    json!({
+        "agent_id": agent.agent_id.to_string(),
+        "tenant_id": agent.tenant_id.to_string(),
+        "name": agent.name,
+        "status": agent.status.as_str(),
+        "system_prompt": agent.system_prompt,
+        "llm_config": agent.llm_config,
+        "payload_schema": agent.payload_schema,
+        "signature_scheme": agent.signature_scheme,
+        "key_source": if agent.llm_key_sealed.is_some() { "tenant" } else { "platform" },
+        "config_version": agent.config_version,
+        "webhook_url": state.webhook_url(&agent.agent_id),
+        "created_at": crate::catalog::timestamp(agent.created_at),
+    })
+}
+
+async fn owned_agent(
+    state: &AppState,
+    tenant: &Tenant,
+    raw_id: &str,
+) -> Result<AgentRecord, ApiError> {
+    let agent_id =
+        AgentId::parse(raw_id).map_err(|_| ApiError::not_found(format!("agent {raw_id}")))?;
+    Ok(commands::agent_of_tenant(&state.db, &tenant.0, &agent_id).await?)
+}
+
+pub async fn create(
+    tenant: Tenant,
+    body: web::Json<NewAgent>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (agent, secret) = commands::create_agent(
+        &state.db,
+        &state.store,
+        &state.sealer,
+        &tenant.0,
+        body.into_inner(),
+    )
+    .await?;
+    let mut answer = describe(&state, &agent);
+    answer["webhook_secret"] = json!(secret);
+    Ok(HttpResponse::Created().json(answer))
+}
+
+pub async fn get(
+    tenant: Tenant,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = owned_agent(&state, &tenant, &path).await?;
+    Ok(HttpResponse::Ok().json(describe(&state, &agent)))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateAgent {
+    status: Option<AgentStatus>,
+}
+
+/// `PATCH /api/agents/{id}` `{"status": "paused" | "active"}`.
+pub async fn update(
+    tenant: Tenant,
+    path: web::Path<String>,
+    body: web::Json<UpdateAgent>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = owned_agent(&state, &tenant, &path).await?;
+    if let Some(status) = body.status {
+        commands::set_status(&state.db, &state.store, &agent, status).await?;
+    }
+    let agent = owned_agent(&state, &tenant, &path).await?;
+    Ok(HttpResponse::Ok().json(describe(&state, &agent)))
+}
+
+pub async fn webhook_secret(
+    tenant: Tenant,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = owned_agent(&state, &tenant, &path).await?;
+    let secret = state
+        .sealer
+        .open(
+            &agent.webhook_secret_sealed,
+            agents::webhook_secret_aad(&agent.agent_id).as_bytes(),
+        )
+        .ok()
+        .and_then(|s| String::from_utf8(s).ok())
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "agent {}: webhook secret cannot be unsealed",
+                agent.agent_id
+            ))
+        })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "agent_id": agent.agent_id.to_string(),
+        "webhook_secret": secret,
+        "signature_scheme": agent.signature_scheme,
+        "signature_header": "X-Hub-Signature-256",
+        "webhook_url": state.webhook_url(&agent.agent_id),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct LlmKey {
+    api_key: String,
+}
+
+/// `PUT /api/agents/{id}/llm-key` `{"api_key": "sk-…"}`: the tenant's own gateway key.
+pub async fn set_llm_key(
+    tenant: Tenant,
+    path: web::Path<String>,
+    body: web::Json<LlmKey>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = owned_agent(&state, &tenant, &path).await?;
+    commands::set_llm_key(
+        &state.db,
+        &state.store,
+        &state.sealer,
+        &agent,
+        &body.api_key,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "agent_id": agent.agent_id.to_string(),
+        "key_source": "tenant",
+        "message": "the agent now calls the gateway with the tenant's own key",
+    })))
+}

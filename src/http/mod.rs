@@ -1,0 +1,105 @@
+//! The HTTP API (actix-web): one file per resource, errors mapped in [`error`].
+//! Handlers parse input into domain types, call the catalog or the actors, and read
+//! projections; they hold no state of their own beyond [`AppState`].
+
+mod agents;
+mod auth;
+pub mod error;
+mod executions;
+mod health;
+mod tenants;
+mod webhooks;
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+pub use health::Metrics;
+
+use crate::actors::Registry;
+use crate::config::Settings;
+use crate::crypto::Sealer;
+use crate::db::Db;
+use crate::domain::AgentId;
+use crate::events::EventStore;
+use crate::webhook::SchemaCache;
+
+/// Shared by all handlers.
+pub struct AppState {
+    pub db: Db,
+    pub store: Arc<dyn EventStore>,
+    pub registry: Arc<Registry>,
+    pub sealer: Arc<Sealer>,
+    pub schemas: SchemaCache,
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    /// Base of the webhook URLs shown to users.
+    pub public_url: String,
+}
+
+impl AppState {
+    pub fn webhook_url(&self, agent_id: &AgentId) -> String {
+        format!("{}/webhooks/agents/{agent_id}", self.public_url)
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(error::json_config())
+        .app_data(web::PathConfig::default().error_handler(|e, _| {
+            error::ApiError::bad_request("invalid_path", e.to_string()).into()
+        }))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/metrics", web::get().to(health::metrics))
+        .route(
+            "/webhooks/agents/{agent_id}",
+            web::post().to(receive_webhook),
+        )
+        .route(
+            "/webhook/agents/{agent_id}/webhook",
+            web::post().to(receive_webhook),
+        )
+        .route("/api/tenants", web::post().to(tenants::create))
+        .route("/api/agents", web::post().to(agents::create))
+        .route("/api/agents/{agent_id}", web::get().to(agents::get))
+        .route("/api/agents/{agent_id}", web::patch().to(agents::update))
+        .route(
+            "/api/agents/{agent_id}/webhook-secret",
+            web::get().to(agents::webhook_secret),
+        )
+        .route(
+            "/api/agents/{agent_id}/llm-key",
+            web::put().to(agents::set_llm_key),
+        )
+        .route(
+            "/api/executions/{execution_id}",
+            web::get().to(executions::get),
+        )
+        .route(
+            "/api/executions/{execution_id}/events",
+            web::get().to(executions::events),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn receive_webhook(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let response = match webhooks::receive(req, path, body, state.clone()).await {
+        Ok(response) => response,
+        Err(e) => e.error_response(),
+    };
+    state.metrics.count_webhook(response.status().as_u16());
+    response
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    error::ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+    .error_response()
+}

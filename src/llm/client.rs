@@ -1,0 +1,235 @@
+//! reqwest client for an OpenAI-compatible chat completions endpoint.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::key::ResolvedKey;
+
+#[derive(Clone)]
+pub struct LlmClient {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+/// One chat completion: the agent's system prompt and the payload as the user message.
+pub struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub params: &'a serde_json::Map<String, Value>,
+    pub system_prompt: &'a str,
+    pub user_message: String,
+    pub key: &'a ResolvedKey,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    pub content: String,
+    pub usage: Usage,
+    pub latency: Duration,
+}
+
+/// A failed call, classified so the caller can decide whether to retry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct LlmError {
+    /// `connect`, `timeout`, `rate_limited`, `server_error`, `client_error`, `auth`,
+    /// `invalid_response`.
+    pub kind: &'static str,
+    pub status: Option<u16>,
+    pub message: String,
+    pub retryable: bool,
+    /// The gateway's `Retry-After`, if it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl LlmClient {
+    pub fn new(base_url: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(LlmClient {
+            http,
+            endpoint: format!("{}/v1/chat/completions", base_url.trim_end_matches('/')),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn chat(&self, req: ChatRequest<'_>) -> Result<ChatResponse, LlmError> {
+        let mut body = serde_json::Map::with_capacity(req.params.len() + 2);
+        body.extend(req.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        body.insert("model".into(), json!(req.model));
+        body.insert(
+            "messages".into(),
+            json!([
+                {"role": "system", "content": req.system_prompt},
+                {"role": "user", "content": req.user_message},
+            ]),
+        );
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .timeout(req.timeout)
+            .json(&body);
+        if let Some(key) = &req.key.key {
+            request = request.bearer_auth(key);
+        }
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let latency = started.elapsed();
+        if !status.is_success() {
+            return Err(status_error(status.as_u16(), &text, retry_after));
+        }
+        parse_completion(&text, latency)
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> LlmError {
+        let (kind, what) = if e.is_timeout() {
+            ("timeout", "timed out calling")
+        } else if e.is_connect() {
+            ("connect", "could not connect to")
+        } else {
+            ("connect", "request failed to")
+        };
+        LlmError {
+            kind,
+            status: None,
+            message: format!(
+                "{what} the LLM gateway at {}: {}",
+                self.endpoint,
+                error_chain(e)
+            ),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn status_error(status: u16, body: &str, retry_after: Option<Duration>) -> LlmError {
+    // OpenAI and LiteLLM answer {"error": {"message": …}}; fall back to the raw text.
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| match &v["error"] {
+            Value::Object(e) => e.get("message").and_then(Value::as_str).map(str::to_owned),
+            Value::String(s) => Some(s.clone()),
+            _ => v["detail"].as_str().map(str::to_owned),
+        })
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    let (kind, retryable) = match status {
+        429 => ("rate_limited", true),
+        401 | 403 => ("auth", false),
+        s if s >= 500 => ("server_error", true),
+        _ => ("client_error", false),
+    };
+    LlmError {
+        kind,
+        status: Some(status),
+        message: format!("LLM gateway answered {status}: {message}"),
+        retryable,
+        retry_after,
+    }
+}
+
+fn parse_completion(body: &str, latency: Duration) -> Result<ChatResponse, LlmError> {
+    #[derive(Deserialize)]
+    struct Completion {
+        choices: Vec<Choice>,
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        message: Message,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        content: Option<String>,
+    }
+    let invalid = |why: String| LlmError {
+        kind: "invalid_response",
+        status: None,
+        message: format!("LLM gateway sent an invalid completion: {why}"),
+        retryable: false,
+        retry_after: None,
+    };
+    let completion: Completion = serde_json::from_str(body).map_err(|e| invalid(e.to_string()))?;
+    let choice = completion
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("no choices".into()))?;
+    Ok(ChatResponse {
+        content: choice.message.content.unwrap_or_default(),
+        usage: completion.usage.unwrap_or_default(),
+        latency,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_errors_keep_the_gateway_message_and_are_classified() {
+        let e = status_error(
+            400,
+            r#"{"error":{"message":"Invalid model name passed in model=nope"}}"#,
+            None,
+        );
+        assert_eq!(
+            (e.kind, e.retryable, e.status),
+            ("client_error", false, Some(400))
+        );
+        assert!(e.message.contains("Invalid model name"), "{}", e.message);
+        assert!(status_error(503, "no healthy deployments", None).retryable);
+        assert!(status_error(429, "{}", None).retryable);
+        assert!(!status_error(401, "{}", None).retryable);
+    }
+
+    #[test]
+    fn parses_content_and_usage() {
+        let body = r#"{"choices":[{"message":{"role":"assistant","content":"hi"}}],
+                       "usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+        let r = parse_completion(body, Duration::from_millis(5)).unwrap();
+        assert_eq!(r.content, "hi");
+        assert_eq!(r.usage.total_tokens, Some(4));
+        assert_eq!(
+            parse_completion("{}", Duration::ZERO).unwrap_err().kind,
+            "invalid_response"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Wiring: settings → database, event store, sealer, actors, projector and HTTP server.
+//! `Application::build` binds the listener first, so tests can ask for port 0 and
+//! learn the real port.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::actors::{ExecutionDeps, Registry, run::Limits};
+use crate::config::{DatabaseBackend, Settings};
+use crate::crypto::{MasterKey, Sealer};
+use crate::db::Db;
+use crate::events::EventStore;
+use crate::events::store::{postgres::PostgresEventStore, sqlite::SqliteEventStore};
+use crate::http::{AppState, Metrics};
+use crate::llm::LlmClient;
+use crate::projections::ProjectionRunner;
+use crate::webhook::SchemaCache;
+
+/// The stores every command needs: the SQL database, the event store, the sealer.
+pub struct Stores {
+    pub db: Db,
+    pub store: Arc<dyn EventStore>,
+    pub sealer: Arc<Sealer>,
+}
+
+impl Stores {
+    pub async fn open(settings: &Settings) -> anyhow::Result<Stores> {
+        let db = open_db(settings, &settings.database).await?;
+        let store_db = if settings.event_store == settings.database {
+            db.clone()
+        } else {
+            open_db(settings, &settings.event_store).await?
+        };
+        let store: Arc<dyn EventStore> = match store_db {
+            Db::Sqlite(sqlite) => Arc::new(SqliteEventStore::new(sqlite)),
+            Db::Postgres(pg) => Arc::new(PostgresEventStore::connect(pg).await?),
+        };
+        let sealer = Arc::new(load_sealer(settings)?);
+        Ok(Stores { db, store, sealer })
+    }
+}
+
+async fn open_db(settings: &Settings, backend: &DatabaseBackend) -> anyhow::Result<Db> {
+    if matches!(backend, DatabaseBackend::Sqlite { .. }) {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "Failed to create the data dir {}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    Db::connect(backend.url()).await
+}
+
+/// The master key from `HOOKRUN_MASTER_KEY`, or on the embedded default a key file in
+/// the data dir (created on first start, mode 0600).
+fn load_sealer(settings: &Settings) -> anyhow::Result<Sealer> {
+    let key = match &settings.master_key {
+        Some(encoded) => MasterKey::from_base64(encoded).context("HOOKRUN_MASTER_KEY")?,
+        None => {
+            if matches!(settings.database, DatabaseBackend::Postgres { .. }) {
+                anyhow::bail!(
+                    "HOOKRUN_MASTER_KEY is required with PostgreSQL (every node must seal with the same key)"
+                );
+            }
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let path = settings.data_dir.join("master.key");
+            let (key, created) = crate::crypto::load_or_create_master_key_file(&path)
+                .with_context(|| {
+                    format!("Failed to load the master key file {}", path.display())
+                })?;
+            if created {
+                tracing::warn!(
+                    "HOOKRUN_MASTER_KEY is not set: generated a new master key at {} (mode 0600); \
+                     back it up, sealed secrets cannot be read without it",
+                    path.display()
+                );
+            }
+            key
+        }
+    };
+    Ok(Sealer::new(key))
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    projector: ProjectionRunner,
+    projector_task: tokio::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Must be called inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let Stores { db, store, sealer } = Stores::open(&settings).await?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let deps = Arc::new(ExecutionDeps {
+            store: store.clone(),
+            llm: LlmClient::new(&settings.llm_base_url)?,
+            sealer: sealer.clone(),
+            platform_key: settings.llm_api_key.clone(),
+            node_id: settings.node_id.clone(),
+            limits: Limits {
+                concurrency: settings.agent_concurrency,
+                queue: settings.agent_queue,
+            },
+            llm_timeout: settings.llm_timeout,
+            lease: settings.llm_timeout + Duration::from_secs(60),
+        });
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let registry = Arc::new(Registry::new(deps, threads));
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            store: store.clone(),
+            registry,
+            sealer,
+            schemas: SchemaCache::default(),
+            settings: Arc::new(settings),
+            metrics: Metrics::default(),
+            public_url,
+        });
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(crate::http::routes)
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+        let projector = ProjectionRunner::new(store, db);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let projector_task = tokio::spawn(projector.clone().run(shutdown_rx));
+        tracing::info!(%address, backend = state.db.backend_name(), "hookrun listening");
+        Ok(Application {
+            port: address.port(),
+            server,
+            projector,
+            projector_task,
+            shutdown,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The projection runner (tests drive it or wait for it).
+    pub fn projector(&self) -> ProjectionRunner {
+        self.projector.clone()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle that stops the HTTP server.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM or a handle), then lets the
+    /// projection catch up one last time.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        let _ = self.shutdown.send(true);
+        let _ = self.projector_task.await;
+        self.state.db.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! `spawn_app`: the real server on port 0 with a fresh database (a SQLite file in a
+//! temp dir, or a new PostgreSQL database), and a stub LLM gateway that speaks the
+//! OpenAI chat completions protocol.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use hookrun::config::Settings;
+use hookrun::projections::ProjectionRunner;
+use hookrun::startup::Application;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const PLATFORM_KEY: &str = "sk-platform-test";
+pub const ADMIN_TOKEN: &str = "admin-test-token";
+pub const GATEWAY_OUTPUT: &str = "Triage: restart the worker.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub gateway: MockServer,
+    pub projector: ProjectionRunner,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub state: actix_web::web::Data<hookrun::http::AppState>,
+}
+
+/// A completion as the gateway would send it.
+pub fn completion(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    })
+}
+
+/// Starts the app; `None` when PostgreSQL tests are switched off.
+pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    spawn_app_with(backend, test, &[]).await
+}
+
+pub async fn spawn_app_with(
+    backend: Backend,
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(GATEWAY_OUTPUT)))
+        .with_priority(10)
+        .mount(&gateway)
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("HOOKRUN_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("HOOKRUN_DATA_DIR".into(), dir.path().display().to_string());
+    env.insert("HOOKRUN_LLM_BASE_URL".into(), gateway.uri());
+    env.insert("HOOKRUN_LLM_API_KEY".into(), PLATFORM_KEY.into());
+    env.insert("HOOKRUN_ADMIN_TOKEN".into(), ADMIN_TOKEN.into());
+    env.insert(
+        "HOOKRUN_MASTER_KEY".into(),
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    );
+    if backend == Backend::Postgres {
+        let url = super::pg::fresh_database(test).await?;
+        env.insert("HOOKRUN_DATABASE_URL".into(), url);
+    }
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let projector = app.projector();
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    Some(TestApp {
+        address,
+        client: reqwest::Client::new(),
+        gateway,
+        projector,
+        dir,
+        backend,
+        state,
+    })
+}
+
+/// `sha256=<hex>` keyed by the base64-decoded secret, as the seed system's senders do.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .expect("base64 secret");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub struct Agent {
+    pub id: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn create_tenant(&self, tenant: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/tenants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"tenant_id": tenant}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create tenant");
+        r.json::<Value>().await.unwrap()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn create_agent_with(&self, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/agents"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_agent(&self, key: &str, schema: Option<Value>) -> Agent {
+        let mut body = json!({
+            "name": "triage",
+            "system_prompt": "You triage support tickets.",
+            "llm_config": {"model": "gpt-4o-mini", "temperature": 0.1},
+        });
+        if let Some(schema) = schema {
+            body["payload_schema"] = schema;
+        }
+        let r = self.create_agent_with(key, body).await;
+        assert_eq!(r.status(), 201, "create agent");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "active");
+        Agent {
+            id: v["agent_id"].as_str().unwrap().to_owned(),
+            secret: v["webhook_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A tenant with an agent, in one step.
+    pub async fn tenant_with_agent(&self, tenant: &str) -> (String, Agent) {
+        let key = self.create_tenant(tenant).await;
+        let agent = self.create_agent(&key, None).await;
+        (key, agent)
+    }
+
+    pub async fn post_webhook(
+        &self,
+        agent_id: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut r = self
+            .client
+            .post(self.url(&format!("/webhooks/agents/{agent_id}")))
+            .body(body.to_vec());
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// A correctly signed JSON webhook with a delivery id.
+    pub async fn send_signed(
+        &self,
+        agent: &Agent,
+        body: &[u8],
+        delivery: &str,
+    ) -> reqwest::Response {
+        let sig = github_signature(&agent.secret, body);
+        self.post_webhook(
+            &agent.id,
+            body,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Hub-Signature-256", &sig),
+                ("X-GitHub-Delivery", delivery),
+            ],
+        )
+        .await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls the read model until the execution is terminal (deadline 15 s).
+    pub async fn wait_terminal(&self, key: &str, execution_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = self
+                .get(key, &format!("/api/executions/{execution_id}"))
+                .await;
+            if r.status() == 200 {
+                let v: Value = r.json().await.unwrap();
+                if v["status"] == "succeeded" || v["status"] == "failed" {
+                    return v;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {execution_id} not terminal in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every event in the store, in global order.
+    pub async fn all_events(&self) -> Vec<hookrun::events::RecordedEvent> {
+        self.state
+            .store
+            .read_all(hookrun::events::Position::START, 100_000)
+            .await
+            .unwrap()
+    }
+
+    /// Number of execution streams stored.
+    pub async fn execution_count(&self) -> usize {
+        self.all_events()
+            .await
+            .iter()
+            .filter(|e| e.event_type == "ExecutionQueued")
+            .count()
+    }
+}
+
+/// Asserts the JSON error shape and returns the error object.
+pub async fn assert_error(r: reqwest::Response, status: u16) -> Value {
+    assert_eq!(r.status(), status, "status");
+    let v: Value = r.json().await.expect("JSON error body");
+    let error = v["error"].clone();
+    assert!(error["code"].is_string(), "error.code in {v}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error.message in {v}"
+    );
+    error
+}
