@@ -1,0 +1,145 @@
+//! The `hookrun` commands. Each opens what it needs from the same settings as the
+//! server (`HOOKRUN_*`), so the CLI and a running server share one database.
+//!
+//! One file per command group; this file holds the argument types and the dispatch.
+
+mod agents;
+mod events;
+mod sign;
+
+use clap::{Parser, Subcommand};
+
+use crate::catalog::commands;
+use crate::config::Settings;
+use crate::domain::TenantId;
+use crate::startup::{Application, Stores};
+
+#[derive(Parser)]
+#[command(
+    name = "hookrun",
+    version,
+    about = "Signed webhooks in, LLM agent runs out, every step an event."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the HTTP server, the agent actors and the projections.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Print a ready-to-run curl command that sends a correctly signed webhook.
+    Sign {
+        /// The agent's id.
+        #[arg(long)]
+        agent: String,
+        /// The JSON payload, or @FILE to read it from a file (sent byte for byte).
+        #[arg(long)]
+        payload: String,
+        /// Base URL of the server (default: HOOKRUN_PUBLIC_URL or http://HOOKRUN_LISTEN).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print events as JSON lines: one stream, or all events in global order.
+    Events {
+        /// A stream name (`execution-…`, `agent-…`); all events when omitted.
+        #[arg(long)]
+        stream: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its API key (shown once).
+    Create { tenant_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Create an agent and print it with its webhook secret.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        system_prompt: String,
+        /// The gateway model name (shortcut for --llm-config '{"model": …}').
+        #[arg(long, default_value = "gpt-4o-mini")]
+        model: String,
+        /// Full llm_config JSON (overrides --model).
+        #[arg(long)]
+        llm_config: Option<String>,
+        /// JSON Schema the payloads must match (JSON, or @FILE).
+        #[arg(long)]
+        payload_schema: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    match cli.command {
+        Command::Serve => {
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Command::Migrate => {
+            Stores::open(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Tenant {
+            command: TenantCommand::Create { tenant_id },
+        } => {
+            let stores = Stores::open(&settings).await?;
+            let tenant = TenantId::parse(&tenant_id)?;
+            let api_key = commands::create_tenant(&stores.db, &tenant).await?;
+            print_json(&serde_json::json!({"tenant_id": tenant.to_string(), "api_key": api_key}))
+        }
+        Command::Agent { command } => agents::run(settings, command).await,
+        Command::Sign {
+            agent,
+            payload,
+            url,
+        } => sign::run(settings, &agent, &payload, url).await,
+        Command::Events { stream } => events::run(settings, stream).await,
+    }
+}
+
+pub(crate) fn base_url(settings: &Settings, explicit: Option<String>) -> String {
+    explicit
+        .or_else(|| settings.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", settings.listen))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// `@FILE` reads a file; anything else is the value itself.
+pub(crate) fn read_arg(raw: &str) -> anyhow::Result<Vec<u8>> {
+    match raw.strip_prefix('@') {
+        Some(path) => {
+            anyhow::Context::with_context(std::fs::read(path), || format!("cannot read {path}"))
+        }
+        None => Ok(raw.as_bytes().to_vec()),
+    }
+}
+
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
