@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hookrun::db::Db;
+use futures::stream::BoxStream;
+use hookrun::db::{Db, SqliteDb};
 use hookrun::events::store::postgres::{PostgresEventStore, append_in_transaction};
 use hookrun::events::store::sqlite::SqliteEventStore;
 use hookrun::events::store::subscription::subscribe_all;
@@ -19,25 +20,80 @@ use hookrun::events::{
     AppendResult, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
 };
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, PgTransaction};
 use tempfile::TempDir;
 use tokio::time::timeout;
 use uuid::Uuid;
 
+use ExpectedVersion::{Any, Exact, NoStream};
+
 /// Long enough for a loaded CI machine; only reached when a test is about to fail.
 const PATIENCE: Duration = Duration::from_secs(15);
+
+type Store = Arc<dyn EventStore>;
+type Subscription = BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
 fn event(n: u32) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
         event_type: "TestEvent".to_owned(),
-        data: json!({"n": n, "text": "héllo \u{0} \"quoted\"", "nested": {"list": [1, 2.5, null]}}),
+        data: json!({"n": n, "text": "héllo \u{0} \"q\"", "nested": {"list": [1, 2.5, null]}}),
         metadata: json!({"tenant_id": "acme", "n": n}),
     }
 }
 
 fn events(count: u32) -> Vec<NewEvent> {
     (0..count).map(event).collect()
+}
+
+async fn append(
+    store: &Store,
+    stream: &str,
+    at: ExpectedVersion,
+    new: &[NewEvent],
+) -> AppendResult {
+    store
+        .append(stream, at, new.to_vec())
+        .await
+        .expect("append")
+}
+
+async fn try_append(
+    store: &Store,
+    stream: &str,
+    at: ExpectedVersion,
+) -> Result<AppendResult, StoreError> {
+    store.append(stream, at, events(1)).await
+}
+
+/// Revisions of `stream` from `from`, at most `limit`.
+async fn revisions(store: &Store, stream: &str, from: u64, limit: usize) -> Vec<u64> {
+    let read = store
+        .read_stream(stream, from, limit)
+        .await
+        .expect("read_stream");
+    read.iter().map(|e| e.revision).collect()
+}
+
+/// Runs `n` appends of `new()` to `stream` at once.
+async fn concurrently(
+    store: &Store,
+    n: usize,
+    stream: &'static str,
+    at: ExpectedVersion,
+    new: impl Fn() -> Vec<NewEvent>,
+) -> Vec<Result<AppendResult, StoreError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (store, new) = (Arc::clone(store), new());
+            tokio::spawn(async move { store.append(stream, at, new).await })
+        })
+        .collect();
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|t| t.unwrap())
+        .collect()
 }
 
 fn assert_same(recorded: &RecordedEvent, new: &NewEvent) {
@@ -54,173 +110,130 @@ fn conflict_actual(result: Result<AppendResult, StoreError>) -> Option<u64> {
     }
 }
 
+async fn next(subscription: &mut Subscription) -> RecordedEvent {
+    let item = timeout(PATIENCE, subscription.next())
+        .await
+        .expect("an event in time");
+    item.expect("subscriptions do not end").expect("read_all")
+}
+
 /// The first `n` events of `$all`. PostgreSQL hides new events while an older transaction
 /// anywhere on the server is running (tests run in parallel), so this waits for them.
-async fn first_events(store: &Arc<dyn EventStore>, n: usize) -> Vec<RecordedEvent> {
-    let read = subscribe_all(Arc::clone(store), Position::START, 100).take(n);
-    let got: Vec<_> = timeout(PATIENCE, read.collect())
-        .await
-        .expect("events become readable");
-    got.into_iter().map(|e| e.expect("read_all")).collect()
+async fn first_events(store: &Store, n: usize) -> Vec<RecordedEvent> {
+    let mut subscription = subscribe_all(Arc::clone(store), Position::START, 100);
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.push(next(&mut subscription).await);
+    }
+    got
 }
 
 // ---- scenarios ------------------------------------------------------------------------
 
-async fn append_then_read_stream(store: Arc<dyn EventStore>) {
+async fn append_then_read_stream(store: Store) {
     let new = events(3);
-    let result = store
-        .append("s-1", ExpectedVersion::NoStream, new.clone())
-        .await
-        .unwrap();
+    let result = append(&store, "s-1", NoStream, &new).await;
     assert_eq!(result.next_expected_version, 2);
 
     let read = store.read_stream("s-1", 0, 100).await.unwrap();
     assert_eq!(read.len(), 3);
     for (i, (recorded, new)) in read.iter().zip(&new).enumerate() {
         assert_same(recorded, new);
-        assert_eq!(recorded.stream_id, "s-1");
-        assert_eq!(recorded.revision, i as u64);
+        assert_eq!(
+            (recorded.stream_id.as_str(), recorded.revision),
+            ("s-1", i as u64)
+        );
+        let age = chrono::Utc::now() - recorded.recorded_at;
         assert!(
-            (chrono::Utc::now() - recorded.recorded_at)
-                .num_seconds()
-                .abs()
-                < 60
+            age.num_seconds().abs() < 60,
+            "recorded_at {}",
+            recorded.recorded_at
         );
     }
     assert!(read.windows(2).all(|w| w[0].position < w[1].position));
     assert_eq!(read[2].position, result.position);
 }
 
-async fn read_stream_from_revision_with_limit(store: Arc<dyn EventStore>) {
+async fn read_stream_from_revision_with_limit(store: Store) {
     let new = events(5);
-    store
-        .append("s-1", ExpectedVersion::NoStream, new.clone())
-        .await
-        .unwrap();
-    store
-        .append("s-2", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap();
+    append(&store, "s-1", NoStream, &new).await;
+    append(&store, "s-2", NoStream, &events(1)).await;
 
     let read = store.read_stream("s-1", 2, 2).await.unwrap();
     assert_eq!(read.iter().map(|e| e.revision).collect::<Vec<_>>(), [2, 3]);
     assert_same(&read[0], &new[2]);
-    let read = store.read_stream("s-1", 4, 10).await.unwrap();
-    assert_eq!(read.iter().map(|e| e.revision).collect::<Vec<_>>(), [4]);
-    assert!(store.read_stream("s-1", 5, 10).await.unwrap().is_empty());
-    assert!(store.read_stream("s-1", 0, 0).await.unwrap().is_empty());
-    assert!(
-        store
-            .read_stream("unknown", 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(revisions(&store, "s-1", 4, 10).await, [4]);
+    assert!(revisions(&store, "s-1", 5, 10).await.is_empty());
+    assert!(revisions(&store, "s-1", 0, 0).await.is_empty());
+    assert!(revisions(&store, "unknown", 0, 10).await.is_empty());
 }
 
-async fn no_stream_on_existing_stream_conflicts(store: Arc<dyn EventStore>) {
-    store
-        .append("s-1", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap();
-    let err = store
-        .append("s-1", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap_err();
+async fn no_stream_on_existing_stream_conflicts(store: Store) {
+    append(&store, "s-1", NoStream, &events(1)).await;
+    let err = try_append(&store, "s-1", NoStream).await.unwrap_err();
     assert!(err.is_conflict(), "{err:?}");
-    match err {
-        StoreError::WrongExpectedVersion {
-            stream,
-            expected,
-            actual,
-        } => {
-            assert_eq!(stream, "s-1");
-            assert_eq!(expected, ExpectedVersion::NoStream);
-            assert_eq!(actual, Some(0));
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(store.read_stream("s-1", 0, 10).await.unwrap().len(), 1);
+    let StoreError::WrongExpectedVersion {
+        stream,
+        expected,
+        actual,
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (stream.as_str(), expected, actual),
+        ("s-1", NoStream, Some(0))
+    );
+    assert_eq!(revisions(&store, "s-1", 0, 10).await, [0]);
 }
 
-async fn exact_wrong_version_conflicts_with_actual(store: Arc<dyn EventStore>) {
-    store
-        .append("s-1", ExpectedVersion::NoStream, events(2))
-        .await
-        .unwrap();
-    let stale = store
-        .append("s-1", ExpectedVersion::Exact(0), events(1))
-        .await;
-    assert_eq!(conflict_actual(stale), Some(1));
-    let ahead = store
-        .append("s-1", ExpectedVersion::Exact(5), events(1))
-        .await;
-    assert_eq!(conflict_actual(ahead), Some(1));
-    let missing = store
-        .append("missing", ExpectedVersion::Exact(0), events(1))
-        .await;
-    assert_eq!(conflict_actual(missing), None);
-    assert!(
-        store
-            .read_stream("missing", 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
+async fn exact_wrong_version_conflicts_with_actual(store: Store) {
+    append(&store, "s-1", NoStream, &events(2)).await;
+    assert_eq!(
+        conflict_actual(try_append(&store, "s-1", Exact(0)).await),
+        Some(1)
     );
+    assert_eq!(
+        conflict_actual(try_append(&store, "s-1", Exact(5)).await),
+        Some(1)
+    );
+    assert_eq!(
+        conflict_actual(try_append(&store, "missing", Exact(0)).await),
+        None
+    );
+    assert!(revisions(&store, "missing", 0, 10).await.is_empty());
 
-    let ok = store
-        .append("s-1", ExpectedVersion::Exact(1), events(1))
-        .await
-        .unwrap();
+    let ok = try_append(&store, "s-1", Exact(1)).await.unwrap();
     assert_eq!(ok.next_expected_version, 2);
 }
 
-async fn any_appends_whatever_the_version(store: Arc<dyn EventStore>) {
-    let first = store
-        .append("s-1", ExpectedVersion::Any, events(1))
-        .await
-        .unwrap();
-    assert_eq!(first.next_expected_version, 0);
-    let second = store
-        .append("s-1", ExpectedVersion::Any, events(1))
-        .await
-        .unwrap();
-    assert_eq!(second.next_expected_version, 1);
-
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.append("s-1", ExpectedVersion::Any, events(1)).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().expect("Any never conflicts");
-    }
-    let read = store.read_stream("s-1", 0, 100).await.unwrap();
+async fn any_appends_whatever_the_version(store: Store) {
     assert_eq!(
-        read.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        append(&store, "s-1", Any, &events(1))
+            .await
+            .next_expected_version,
+        0
+    );
+    assert_eq!(
+        append(&store, "s-1", Any, &events(1))
+            .await
+            .next_expected_version,
+        1
+    );
+    for result in concurrently(&store, 10, "s-1", Any, || events(1)).await {
+        result.expect("Any never conflicts");
+    }
+    assert_eq!(
+        revisions(&store, "s-1", 0, 100).await,
         (0..12).collect::<Vec<_>>()
     );
 }
 
-async fn concurrent_appends_at_same_version_one_wins(store: Arc<dyn EventStore>) {
-    store
-        .append("race", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .append("race", ExpectedVersion::Exact(0), events(1))
-                    .await
-            })
-        })
-        .collect();
+async fn concurrent_appends_at_same_version_one_wins(store: Store) {
+    append(&store, "race", NoStream, &events(1)).await;
     let (mut won, mut lost) = (0, 0);
-    for task in tasks {
-        match task.await.unwrap() {
+    for result in concurrently(&store, 20, "race", Exact(0), || events(1)).await {
+        match result {
             Ok(result) => {
                 assert_eq!(result.next_expected_version, 1);
                 won += 1;
@@ -233,77 +246,43 @@ async fn concurrent_appends_at_same_version_one_wins(store: Arc<dyn EventStore>)
         }
     }
     assert_eq!((won, lost), (1, 19));
-    assert_eq!(store.read_stream("race", 0, 100).await.unwrap().len(), 2);
+    assert_eq!(revisions(&store, "race", 0, 100).await, [0, 1]);
 }
 
-async fn appending_same_event_ids_is_idempotent(store: Arc<dyn EventStore>) {
+async fn appending_same_event_ids_is_idempotent(store: Store) {
     let batch = events(2);
-    let first = store
-        .append("s-1", ExpectedVersion::NoStream, batch.clone())
-        .await
-        .unwrap();
-    let again = store
-        .append("s-1", ExpectedVersion::NoStream, batch.clone())
-        .await
-        .unwrap();
-    assert_eq!(again, first);
-    let stale = store
-        .append("s-1", ExpectedVersion::Exact(7), batch.clone())
-        .await
-        .unwrap();
-    assert_eq!(stale, first);
-    assert_eq!(store.read_stream("s-1", 0, 10).await.unwrap().len(), 2);
+    let first = append(&store, "s-1", NoStream, &batch).await;
+    assert_eq!(append(&store, "s-1", NoStream, &batch).await, first);
+    assert_eq!(append(&store, "s-1", Exact(7), &batch).await, first);
+    assert_eq!(revisions(&store, "s-1", 0, 10).await, [0, 1]);
 
     let mixed = vec![batch[1].clone(), event(9)];
-    let err = store
-        .append("s-1", ExpectedVersion::Any, mixed)
-        .await
-        .unwrap_err();
+    let err = store.append("s-1", Any, mixed).await.unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
-    let elsewhere = store
-        .append("s-2", ExpectedVersion::Any, vec![batch[0].clone()])
-        .await;
+    let elsewhere = store.append("s-2", Any, vec![batch[0].clone()]).await;
     assert!(
         matches!(elsewhere, Err(StoreError::Backend(_))),
         "{elsewhere:?}"
     );
-    assert_eq!(store.read_stream("s-1", 0, 10).await.unwrap().len(), 2);
-    assert!(store.read_stream("s-2", 0, 10).await.unwrap().is_empty());
+    assert_eq!(revisions(&store, "s-1", 0, 10).await, [0, 1]);
+    assert!(revisions(&store, "s-2", 0, 10).await.is_empty());
 
     // Concurrent retries of one append: all succeed with one result, one copy stored.
     let retried = events(1);
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (store, retried) = (Arc::clone(&store), retried.clone());
-            tokio::spawn(async move {
-                store
-                    .append("s-3", ExpectedVersion::NoStream, retried)
-                    .await
-            })
-        })
+    let results = concurrently(&store, 10, "s-3", NoStream, || retried.clone()).await;
+    let results: Vec<_> = results
+        .into_iter()
+        .map(|r| r.expect("a retry succeeds"))
         .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap().expect("a retried append succeeds"));
-    }
     assert!(results.iter().all(|r| *r == results[0]));
-    assert_eq!(store.read_stream("s-3", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(revisions(&store, "s-3", 0, 10).await, [0]);
 }
 
-async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
+async fn read_all_in_global_order(store: Store) {
     let (a, b, c) = (events(2), events(1), events(1));
-    store
-        .append("s-1", ExpectedVersion::NoStream, a.clone())
-        .await
-        .unwrap();
-    store
-        .append("s-2", ExpectedVersion::NoStream, b.clone())
-        .await
-        .unwrap();
-    let last = store
-        .append("s-1", ExpectedVersion::Exact(1), c.clone())
-        .await
-        .unwrap();
+    append(&store, "s-1", NoStream, &a).await;
+    append(&store, "s-2", NoStream, &b).await;
+    let last = append(&store, "s-1", Exact(1), &c).await;
     let expected: Vec<_> = a.iter().chain(&b).chain(&c).collect();
 
     first_events(&store, 4).await; // all four are readable from now on
@@ -322,10 +301,11 @@ async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
 
     let page = store.read_all(Position::START, 2).await.unwrap();
     assert_eq!(page, all[..2]);
-    let rest = store.read_all(page[1].position, 100).await.unwrap();
-    assert_eq!(rest, all[2..]);
-    let one = store.read_all(all[1].position, 1).await.unwrap();
-    assert_eq!(one, all[2..3]);
+    assert_eq!(
+        store.read_all(page[1].position, 100).await.unwrap(),
+        all[2..]
+    );
+    assert_eq!(store.read_all(all[1].position, 1).await.unwrap(), all[2..3]);
     assert!(
         store
             .read_all(all[3].position, 100)
@@ -336,74 +316,51 @@ async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
     assert!(store.read_all(Position::START, 0).await.unwrap().is_empty());
 }
 
-async fn changes_fire_after_append(store: Arc<dyn EventStore>) {
+async fn changes_fire_after_append(store: Store) {
     let mut changes = store.changes();
     assert!(!changes.has_changed().unwrap());
-    store
-        .append("s-1", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap();
+    append(&store, "s-1", NoStream, &events(1)).await;
     timeout(PATIENCE, changes.changed())
         .await
         .expect("a change signal")
         .unwrap();
 }
 
-async fn subscription_catches_up_then_delivers_later_appends(store: Arc<dyn EventStore>) {
+async fn subscription_catches_up_then_delivers_later_appends(store: Store) {
     let early = events(3);
-    store
-        .append("s-1", ExpectedVersion::NoStream, early.clone())
-        .await
-        .unwrap();
+    append(&store, "s-1", NoStream, &early).await;
 
     let mut subscription = subscribe_all(Arc::clone(&store), Position::START, 2);
     let mut seen = Vec::new();
     for new in &early {
-        let got = timeout(PATIENCE, subscription.next())
-            .await
-            .expect("caught up")
-            .unwrap();
-        let got = got.unwrap();
-        assert_same(&got, new);
-        seen.push(got);
+        seen.push(next(&mut subscription).await);
+        assert_same(seen.last().unwrap(), new);
     }
-
     let later = events(1);
-    store
-        .append("s-2", ExpectedVersion::NoStream, later.clone())
-        .await
-        .unwrap();
-    let got = timeout(PATIENCE, subscription.next())
-        .await
-        .expect("a live event")
-        .unwrap();
-    assert_same(&got.unwrap(), &later[0]);
+    append(&store, "s-2", NoStream, &later).await;
+    assert_same(&next(&mut subscription).await, &later[0]);
 
     // Resuming from a checkpoint delivers only what follows it.
     let mut resumed = subscribe_all(Arc::clone(&store), seen[1].position, 10);
-    let got = timeout(PATIENCE, resumed.next())
-        .await
-        .expect("resumed")
-        .unwrap();
-    assert_same(&got.unwrap(), &early[2]);
+    assert_same(&next(&mut resumed).await, &early[2]);
 }
 
 // ---- backends -------------------------------------------------------------------------
 
-async fn sqlite_db() -> (TempDir, Db) {
+async fn sqlite_db() -> (TempDir, SqliteDb) {
     let dir = TempDir::new().unwrap();
-    let db = Db::open_sqlite_file(&dir.path().join("hookrun.db"))
+    match Db::open_sqlite_file(&dir.path().join("hookrun.db"))
         .await
-        .unwrap();
-    (dir, db)
+        .unwrap()
+    {
+        Db::Sqlite(db) => (dir, db),
+        Db::Postgres(_) => unreachable!(),
+    }
 }
 
-async fn on_sqlite<F: Future<Output = ()>>(scenario: impl FnOnce(Arc<dyn EventStore>) -> F) {
+async fn on_sqlite<F: Future<Output = ()>>(scenario: impl FnOnce(Store) -> F) {
     let (_dir, db) = sqlite_db().await;
-    let Db::Sqlite(sqlite) = db else {
-        unreachable!()
-    };
-    scenario(Arc::new(SqliteEventStore::new(sqlite))).await;
+    scenario(Arc::new(SqliteEventStore::new(db))).await;
 }
 
 async fn postgres_pool(test: &str) -> Option<(String, PgPool)> {
@@ -414,10 +371,7 @@ async fn postgres_pool(test: &str) -> Option<(String, PgPool)> {
     }
 }
 
-async fn on_postgres<F: Future<Output = ()>>(
-    test: &str,
-    scenario: impl FnOnce(Arc<dyn EventStore>) -> F,
-) {
+async fn on_postgres<F: Future<Output = ()>>(test: &str, scenario: impl FnOnce(Store) -> F) {
     let Some((_, pool)) = postgres_pool(test).await else {
         return;
     };
@@ -466,47 +420,27 @@ conformance! {
 #[tokio::test]
 async fn sqlite_read_only_database_is_unavailable() {
     let (_dir, db) = sqlite_db().await;
-    let Db::Sqlite(sqlite) = db else {
-        unreachable!()
+    let read_only = SqliteDb {
+        writer: db.reader.clone(),
+        reader: db.reader,
     };
-    let read_only = hookrun::db::SqliteDb {
-        writer: sqlite.reader.clone(),
-        reader: sqlite.reader,
-    };
-    let store = SqliteEventStore::new(read_only);
-    let err = store
-        .append("s-1", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap_err();
+    let store: Store = Arc::new(SqliteEventStore::new(read_only));
+    let err = try_append(&store, "s-1", NoStream).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
 /// Appends `e0`, then `e1` in a transaction held open, then commits `e2` (later sequence
-/// number, earlier commit). Returns the store, the pool, the open transaction and events.
-async fn out_of_order_commit(
-    test: &str,
-) -> Option<(
-    Arc<dyn EventStore>,
-    sqlx::Transaction<'static, sqlx::Postgres>,
-    [NewEvent; 3],
-)> {
+/// number, earlier commit). Returns the store, the open transaction and the events.
+async fn out_of_order_commit(test: &str) -> Option<(Store, PgTransaction<'static>, [NewEvent; 3])> {
     let (_, pool) = postgres_pool(test).await?;
-    let store: Arc<dyn EventStore> =
-        Arc::new(PostgresEventStore::connect(pool.clone()).await.unwrap());
+    let store: Store = Arc::new(PostgresEventStore::connect(pool.clone()).await.unwrap());
     let [e0, e1, e2] = [event(0), event(1), event(2)];
-    store
-        .append("before", ExpectedVersion::NoStream, vec![e0.clone()])
-        .await
-        .unwrap();
+    append(&store, "before", NoStream, std::slice::from_ref(&e0)).await;
 
     let mut held = pool.begin().await.unwrap();
-    let r1 = append_in_transaction(&mut held, "held", ExpectedVersion::NoStream, &[e1.clone()])
-        .await
-        .unwrap();
-    let r2 = store
-        .append("committed", ExpectedVersion::NoStream, vec![e2.clone()])
-        .await
-        .unwrap();
+    let r1 = append_in_transaction(&mut held, "held", NoStream, std::slice::from_ref(&e1));
+    let r1 = r1.await.unwrap();
+    let r2 = append(&store, "committed", NoStream, std::slice::from_ref(&e2)).await;
     assert!(
         r1.position.prepare < r2.position.prepare,
         "e1 took the earlier sequence number"
@@ -517,7 +451,7 @@ async fn out_of_order_commit(
     );
 
     // The hazard: by sequence number alone, e2 is readable while e1 is not yet.
-    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM events ORDER BY seq")
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM events")
         .fetch_all(&pool)
         .await
         .unwrap();
@@ -567,11 +501,7 @@ async fn postgres_subscription_delivers_an_out_of_order_commit_in_order() {
     };
 
     let mut subscription = subscribe_all(Arc::clone(&store), Position::START, 10);
-    let got = timeout(PATIENCE, subscription.next())
-        .await
-        .expect("e0")
-        .unwrap();
-    assert_same(&got.unwrap(), &e0);
+    assert_same(&next(&mut subscription).await, &e0);
     // While e1's transaction is open, e2 must not be delivered (it would skip e1).
     let early = timeout(Duration::from_millis(500), subscription.next()).await;
     assert!(
@@ -580,31 +510,24 @@ async fn postgres_subscription_delivers_an_out_of_order_commit_in_order() {
     );
 
     held.commit().await.unwrap();
-    for expected in [&e1, &e2] {
-        let got = timeout(PATIENCE, subscription.next())
-            .await
-            .expect("delivered")
-            .unwrap();
-        assert_same(&got.unwrap(), expected);
-    }
+    assert_same(&next(&mut subscription).await, &e1);
+    assert_same(&next(&mut subscription).await, &e2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_changes_reach_other_processes() {
-    let Some((url, pool)) = postgres_pool("postgres_changes_reach_other_processes").await else {
+    let test = "postgres_changes_reach_other_processes";
+    let Some((url, pool)) = postgres_pool(test).await else {
         return;
     };
-    let writer = PostgresEventStore::connect(pool).await.unwrap();
+    let writer: Store = Arc::new(PostgresEventStore::connect(pool).await.unwrap());
     let Db::Postgres(other_pool) = Db::connect(&url).await.unwrap() else {
         unreachable!()
     };
     let other = PostgresEventStore::connect(other_pool).await.unwrap();
 
     let mut changes = other.changes();
-    writer
-        .append("s-1", ExpectedVersion::NoStream, events(1))
-        .await
-        .unwrap();
+    append(&writer, "s-1", NoStream, &events(1)).await;
     timeout(PATIENCE, changes.changed())
         .await
         .expect("a NOTIFY from the writer")

@@ -27,7 +27,8 @@
 //!
 //! # Concurrency
 //!
-//! Appends run in `READ COMMITTED`: check idempotency, check the expected version, insert.
+//! Appends run in `READ COMMITTED`: read the stream's revision, look up the event ids
+//! (idempotency), check the expected version, insert.
 //! Two writers racing for the same revision are settled by the unique index on
 //! `(stream_id, revision)` (the second waits for the first, then gets a unique violation);
 //! the loser retries the whole append in a fresh transaction, which now sees the winner:
@@ -244,6 +245,16 @@ async fn append_on(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<(AppendResult, bool), Failure> {
+    // Each statement sees its own snapshot (READ COMMITTED), so the order matters: the
+    // stream's revision first, then the ids. If the ids are not stored at the later
+    // snapshot, they were not at the earlier one either, and a version mismatch is a
+    // real conflict, not a concurrent copy of this very append.
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(revision) FROM events WHERE stream_id = $1")
+            .bind(stream)
+            .fetch_one(&mut *conn)
+            .await?;
+    let current = current.map(to_u64);
     let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     let stored = sqlx::query(
         "SELECT stream_id, revision, tx_id, seq FROM events \
@@ -264,13 +275,6 @@ async fn append_on(
     if let Some(outcome) = rules::already_stored(stream, events, &stored) {
         return outcome.map(|r| (r, false)).map_err(Failure::Store);
     }
-
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(revision) FROM events WHERE stream_id = $1")
-            .bind(stream)
-            .fetch_one(&mut *conn)
-            .await?;
-    let current = current.map(to_u64);
     rules::check_expected(stream, expected, current).map_err(Failure::Store)?;
 
     let mut revision = current.map_or(0, |r| r + 1);
