@@ -69,6 +69,21 @@ pub struct Settings {
     pub llm_timeout: Duration,
     /// `HOOKRUN_NODE_ID`: this node's name in `ExecutionStarted` (default host name + pid).
     pub node_id: String,
+    /// `HOOKRUN_MAX_IN_FLIGHT`: unfinished executions on this node before new webhooks
+    /// get 503 (default 20000).
+    pub max_in_flight: usize,
+    /// `HOOKRUN_EXECUTION_DEADLINE_S`: longest time from 202 to a terminal event
+    /// (default 900 s); past it the execution fails with `deadline_exceeded`.
+    pub execution_deadline: Duration,
+    /// `HOOKRUN_SWEEP_INTERVAL_MS`: how often a node heartbeats and looks for orphaned
+    /// executions (default 5000 ms).
+    pub sweep_interval: Duration,
+    /// `HOOKRUN_NODE_TIMEOUT_S`: a node silent this long is taken for dead and its
+    /// executions are resumed elsewhere (default 15 s).
+    pub node_timeout: Duration,
+    /// `HOOKRUN_SHUTDOWN_GRACE_S`: on SIGTERM, how long running executions may take to
+    /// finish before the process exits anyway (default 30 s).
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -107,6 +122,13 @@ impl Settings {
             agent_queue: number(&get, "HOOKRUN_AGENT_QUEUE", 1000)?.max(1),
             llm_timeout: Duration::from_secs(number(&get, "HOOKRUN_LLM_TIMEOUT_S", 120)? as u64),
             node_id: get("HOOKRUN_NODE_ID").unwrap_or_else(default_node_id),
+            max_in_flight: number(&get, "HOOKRUN_MAX_IN_FLIGHT", 20_000)?.max(1),
+            execution_deadline: secs(number(&get, "HOOKRUN_EXECUTION_DEADLINE_S", 900)?),
+            sweep_interval: Duration::from_millis(
+                number(&get, "HOOKRUN_SWEEP_INTERVAL_MS", 5_000)?.max(10) as u64,
+            ),
+            node_timeout: secs(number(&get, "HOOKRUN_NODE_TIMEOUT_S", 15)?.max(1)),
+            shutdown_grace: secs(number(&get, "HOOKRUN_SHUTDOWN_GRACE_S", 30)?),
         })
     }
 }
@@ -123,6 +145,10 @@ fn number(
             .parse()
             .with_context(|| format!("{key} must be a whole number, got {v:?}")),
     }
+}
+
+fn secs(n: usize) -> Duration {
+    Duration::from_secs(n as u64)
 }
 
 fn default_node_id() -> String {

@@ -11,6 +11,7 @@
 //! - [`actors`]: the registry and the per-agent actor that queues and runs executions.
 //! - [`events`]: event enums, envelope, the [`events::EventStore`] trait and backends.
 //! - [`projections`]: the runner (checkpoints) and the `agent_test_executions` model.
+//! - [`recovery`]: node heartbeats and resuming executions whose node died.
 //! - [`catalog`]: tenants, API keys and agents (configuration, SQL tables).
 //! - [`llm`]: the OpenAI-compatible gateway client and key resolution.
 //! - [`crypto`]: sealing secrets at rest (XChaCha20-Poly1305).
@@ -28,5 +29,6 @@ pub mod events;
 pub mod http;
 pub mod llm;
 pub mod projections;
+pub mod recovery;
 pub mod startup;
 pub mod webhook;

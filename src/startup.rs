@@ -4,7 +4,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -19,6 +18,7 @@ use crate::events::store::{postgres::PostgresEventStore, sqlite::SqliteEventStor
 use crate::http::{AppState, Metrics};
 use crate::llm::LlmClient;
 use crate::projections::ProjectionRunner;
+use crate::recovery::Sweeper;
 use crate::webhook::SchemaCache;
 
 /// The stores every command needs: the SQL database, the event store, the sealer.
@@ -91,7 +91,8 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     projector: ProjectionRunner,
-    projector_task: tokio::task::JoinHandle<()>,
+    sweeper: Sweeper,
+    background: Vec<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     state: web::Data<AppState>,
 }
@@ -112,9 +113,12 @@ impl Application {
             limits: Limits {
                 concurrency: settings.agent_concurrency,
                 queue: settings.agent_queue,
+                in_flight: settings.max_in_flight,
             },
             llm_timeout: settings.llm_timeout,
-            lease: settings.llm_timeout + Duration::from_secs(60),
+            deadline: settings.execution_deadline,
+            owned: Default::default(),
+            idle: Default::default(),
         });
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let registry = Arc::new(Registry::new(deps, threads));
@@ -139,17 +143,29 @@ impl Application {
                 .configure(crate::http::routes)
         })
         .listen(listener)?
-        .shutdown_timeout(30)
+        .shutdown_timeout(state.settings.shutdown_grace.as_secs())
         .run();
-        let projector = ProjectionRunner::new(store, db);
+        let projector = ProjectionRunner::new(store.clone(), db.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let projector_task = tokio::spawn(projector.clone().run(shutdown_rx));
+        let sweeper = Sweeper {
+            db,
+            store,
+            registry: state.registry.clone(),
+            node_id: state.settings.node_id.clone(),
+            interval: state.settings.sweep_interval,
+            node_timeout: state.settings.node_timeout,
+        };
+        let background = vec![
+            tokio::spawn(projector.clone().run(shutdown_rx.clone())),
+            tokio::spawn(sweeper.clone().run(shutdown_rx)),
+        ];
         tracing::info!(%address, backend = state.db.backend_name(), "hookrun listening");
         Ok(Application {
             port: address.port(),
             server,
             projector,
-            projector_task,
+            sweeper,
+            background,
             shutdown,
             state,
         })
@@ -168,18 +184,37 @@ impl Application {
         self.state.clone()
     }
 
+    /// The recovery sweeper (tests drive it).
+    pub fn sweeper(&self) -> Sweeper {
+        self.sweeper.clone()
+    }
+
     /// A handle that stops the HTTP server.
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM or a handle), then lets the
-    /// projection catch up one last time.
+    /// Serves until the server stops (SIGINT/SIGTERM or a handle). Then: running
+    /// executions get the grace period to finish, the projection catches up one last
+    /// time, and the node leaves the node table so that whatever is still unfinished
+    /// is resumed by another node (or by the next start) without waiting for a timeout.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        let deps = self.state.registry.deps().clone();
+        let _ = tokio::time::timeout(self.state.settings.shutdown_grace, deps.wait_idle()).await;
+        let unfinished = deps.owned_count();
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "grace period over: leaving unfinished executions to be resumed"
+            );
+        }
         let _ = self.shutdown.send(true);
-        let _ = self.projector_task.await;
+        for task in self.background {
+            let _ = task.await;
+        }
         self.state.db.close().await;
+        tracing::info!("hookrun stopped");
         Ok(())
     }
 }

@@ -42,6 +42,12 @@ impl Enqueue {
     }
 }
 
+/// An accepted execution found unfinished (after a crash, or a node's loss): run it
+/// from where its stream says it stands.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume(pub Job);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
     /// `ExecutionQueued` is stored; the execution will run.
@@ -54,6 +60,8 @@ pub enum Enqueued {
 pub enum EnqueueError {
     #[error("agent is at capacity")]
     Busy,
+    #[error("this node is at capacity")]
+    Overloaded,
     #[error(transparent)]
     Store(StoreError),
     #[error("{0}")]
@@ -143,5 +151,18 @@ impl Handler<Enqueue> for AgentActor {
                     let _ = reply.send(answer);
                 }),
         );
+    }
+}
+
+impl Handler<Resume> for AgentActor {
+    type Result = ();
+
+    /// Resumed executions were accepted already: they join the queue whatever its
+    /// length (capacity limits only new deliveries).
+    fn handle(&mut self, Resume(job): Resume, ctx: &mut Self::Context) {
+        if self.deps.own(job.execution_id) {
+            self.pending.push_back(job);
+            self.pump(ctx);
+        }
     }
 }

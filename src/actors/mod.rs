@@ -9,7 +9,9 @@
 mod agent;
 mod registry;
 pub mod run;
+mod state;
 
-pub use agent::{AgentActor, Enqueue, EnqueueError, Enqueued};
+pub use agent::{AgentActor, Enqueue, EnqueueError, Enqueued, Resume};
 pub use registry::Registry;
 pub use run::{ExecutionDeps, Job};
+pub use state::ExecutionState;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::agent::{AgentActor, Enqueue, EnqueueError, Enqueued};
-use super::run::ExecutionDeps;
+use super::agent::{AgentActor, Enqueue, EnqueueError, Enqueued, Resume};
+use super::run::{ExecutionDeps, Job};
 use crate::domain::AgentId;
 
 pub struct Registry {
@@ -36,6 +36,9 @@ impl Registry {
     /// Hands a webhook to its agent's actor. A full mailbox is answered at once with
     /// [`EnqueueError::Busy`], before anything is stored.
     pub async fn enqueue(&self, mut msg: Enqueue) -> Result<Enqueued, EnqueueError> {
+        if self.deps.owned_count() >= self.deps.limits.in_flight {
+            return Err(EnqueueError::Overloaded);
+        }
         let (tx, rx) = oneshot::channel();
         msg.reply = Some(tx);
         let agent_id = msg.agent.agent_id;
@@ -60,6 +63,22 @@ impl Registry {
                 "agent actor dropped the request".into(),
             ))
         })
+    }
+
+    /// Hands an unfinished execution to its agent's actor (no-op if this node has it).
+    pub fn resume(&self, job: Job) {
+        if self.deps.owns(&job.execution_id) {
+            return;
+        }
+        let agent_id = job.agent.agent_id;
+        if let Err(e) = self.actor_for(agent_id).try_send(Resume(job)) {
+            // Mailbox full: the next sweep offers it again.
+            tracing::debug!(%agent_id, "could not resume now: {e}");
+        }
+    }
+
+    pub fn deps(&self) -> &Arc<ExecutionDeps> {
+        &self.deps
     }
 
     fn actor_for(&self, agent_id: AgentId) -> Addr<AgentActor> {

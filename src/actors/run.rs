@@ -1,24 +1,29 @@
 //! The steps of one execution, each recorded as an event before the next begins:
 //! queue (`ExecutionQueued`, no stream → a repeated delivery conflicts), claim
-//! (`ExecutionStarted` at the expected version → one winner), `LlmCalled` before the
-//! request, then the outcome. The LLM's answer is stored before anything else happens,
-//! so a recovered execution never asks the LLM again for an answer it already has.
+//! (`ExecutionStarted` at the expected version → one winner), then attempts:
+//! `LlmCalled` before each request, `LlmCallFailed` after a failed one (with the time
+//! of the next attempt when it is retryable), and the outcome. The LLM's answer is
+//! stored before anything else happens, so a resumed execution never asks again for
+//! an answer it already has. Any append that conflicts means another node owns the
+//! execution now: this one lets go.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::agent::Enqueue;
+use super::state::ExecutionState;
 use crate::catalog::AgentRecord;
 use crate::crypto::Sealer;
-use crate::domain::{DeliveryId, ExecutionId};
+use crate::domain::ExecutionId;
 use crate::events::envelope::{SCHEMA_VERSION, deterministic_event_id};
 use crate::events::execution::{ExecutionEvent, stream_name};
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
-use crate::llm::{ChatRequest, LlmClient, LlmError, resolve_key};
+use crate::llm::{ChatRequest, LlmClient, LlmError, RetryPolicy, resolve_key};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -26,6 +31,8 @@ pub struct Limits {
     pub concurrency: usize,
     /// Accepted-but-unfinished executions of one agent (and its mailbox size).
     pub queue: usize,
+    /// Accepted-but-unfinished executions on this node, all agents together.
+    pub in_flight: usize,
 }
 
 /// What executions need, shared by all agent actors.
@@ -37,17 +44,53 @@ pub struct ExecutionDeps {
     pub node_id: String,
     pub limits: Limits,
     pub llm_timeout: Duration,
-    pub lease: Duration,
+    /// Longest time from acceptance to a terminal event.
+    pub deadline: Duration,
+    /// Executions this node holds (queued in an actor or running).
+    pub owned: Mutex<HashSet<ExecutionId>>,
+    /// Notified when the last owned execution is released (graceful shutdown waits on it).
+    pub idle: tokio::sync::Notify,
 }
 
-/// An accepted execution waiting to run.
+impl ExecutionDeps {
+    /// Takes ownership of an execution on this node; false if it already has it.
+    pub fn own(&self, id: ExecutionId) -> bool {
+        self.owned.lock().expect("owned lock").insert(id)
+    }
+
+    pub fn release(&self, id: &ExecutionId) {
+        let mut owned = self.owned.lock().expect("owned lock");
+        owned.remove(id);
+        if owned.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until this node holds no execution.
+    pub async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.owned_count() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    pub fn owns(&self, id: &ExecutionId) -> bool {
+        self.owned.lock().expect("owned lock").contains(id)
+    }
+
+    pub fn owned_count(&self) -> usize {
+        self.owned.lock().expect("owned lock").len()
+    }
+}
+
+/// An accepted execution waiting to run (fresh, or resumed from its stream).
 pub struct Job {
     pub execution_id: ExecutionId,
-    agent: Arc<AgentRecord>,
-    delivery_id: DeliveryId,
-    payload: serde_json::Value,
-    queued_event: Uuid,
-    accepted: Instant,
+    pub agent: Arc<AgentRecord>,
+    pub state: ExecutionState,
 }
 
 pub enum Queued {
@@ -57,20 +100,19 @@ pub enum Queued {
 
 /// Appends `ExecutionQueued` with "no stream": the first delivery wins, repeats conflict.
 pub async fn queue(deps: &ExecutionDeps, msg: Enqueue) -> Result<Queued, StoreError> {
-    let accepted = Instant::now();
     let execution_id = ExecutionId::for_delivery(&msg.agent.agent_id, &msg.delivery_id);
-    let now = Utc::now();
+    let queued_at = Utc::now();
     let event = ExecutionEvent::ExecutionQueued {
         execution_id: *execution_id.as_uuid(),
         agent_id: msg.agent.agent_id.to_string(),
         tenant_id: msg.agent.tenant_id.to_string(),
         delivery_id: msg.delivery_id.to_string(),
         payload: msg.payload,
-        queued_at: now,
+        queued_at,
+        node: Some(deps.node_id.clone()),
     };
     // A random id: a repeated delivery must conflict, not be taken as a retried append.
-    let meta = metadata(&msg.agent, &msg.delivery_id, Uuid::new_v4(), None);
-    let queued_event = meta.event_id;
+    let meta = metadata(&msg.agent, msg.delivery_id.as_ref(), Uuid::new_v4(), None);
     let stream = stream_name(execution_id.as_uuid());
     let new = to_new_event(&event, &meta)?;
     match deps
@@ -85,53 +127,60 @@ pub async fn queue(deps: &ExecutionDeps, msg: Enqueue) -> Result<Queued, StoreEr
     let ExecutionEvent::ExecutionQueued { payload, .. } = event else {
         unreachable!()
     };
+    let state = ExecutionState::queued(
+        meta.event_id,
+        msg.delivery_id.to_string(),
+        payload,
+        queued_at,
+    );
     Ok(Queued::New(Job {
         execution_id,
         agent: msg.agent,
-        delivery_id: msg.delivery_id,
-        payload,
-        queued_event,
-        accepted,
+        state,
     }))
 }
 
-/// Runs a queued execution to its end. Errors are recorded as events where possible
-/// and logged otherwise; a lost claim (conflict) means another node owns it.
+/// Runs an execution to its end. Errors are recorded as events where possible and
+/// logged otherwise; a conflict means another node owns it now.
 pub async fn execute(deps: &ExecutionDeps, job: Job) {
-    let stream = stream_name(job.execution_id.as_uuid());
     let span = tracing::info_span!("execution", execution_id = %job.execution_id, agent_id = %job.agent.agent_id);
-    match execute_steps(deps, &job, &stream).instrument(span).await {
+    let id = job.execution_id;
+    match execute_steps(deps, job).instrument(span.clone()).await {
         Ok(()) => {}
         Err(e) if e.is_conflict() => {
-            tracing::info!("execution claimed or advanced elsewhere; letting go: {e}")
+            span.in_scope(|| tracing::info!("execution claimed or advanced elsewhere; letting go"))
         }
-        Err(e) => tracing::error!("execution could not record its progress: {e}"),
+        Err(e) => span.in_scope(|| tracing::error!("execution could not record its progress: {e}")),
     }
+    deps.release(&id);
 }
 
-async fn execute_steps(deps: &ExecutionDeps, job: &Job, stream: &str) -> Result<(), StoreError> {
-    let attempt = 1;
-    let mut recorder = Recorder {
+async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError> {
+    if job.state.terminal {
+        return Ok(());
+    }
+    let agent = job.agent.clone();
+    let stream = stream_name(job.execution_id.as_uuid());
+    let mut rec = Recorder {
         deps,
-        job,
-        stream,
-        causation: job.queued_event,
-        revision: 0,
+        agent: &agent,
+        stream: &stream,
+        state: job.state,
     };
+    let deadline = rec.state.queued_at + deps.deadline;
     let now = Utc::now();
-    recorder
-        .record(&[ExecutionEvent::ExecutionStarted {
-            node: deps.node_id.clone(),
-            attempt,
-            lease_expires_at: now + deps.lease,
-            started_at: now,
-        }])
-        .await?;
+    rec.record(&[ExecutionEvent::ExecutionStarted {
+        node: deps.node_id.clone(),
+        attempt: rec.state.claims + 1,
+        lease_expires_at: deadline.max(now),
+        started_at: now,
+    }])
+    .await?;
 
-    let tenant_key = match &job.agent.llm_key_sealed {
+    let tenant_key = match &agent.llm_key_sealed {
         None => None,
         Some(sealed) => {
-            let aad = crate::catalog::agents::llm_key_aad(&job.agent.agent_id);
+            let aad = crate::catalog::agents::llm_key_aad(&agent.agent_id);
             match deps
                 .sealer
                 .open(sealed, aad.as_bytes())
@@ -139,109 +188,176 @@ async fn execute_steps(deps: &ExecutionDeps, job: &Job, stream: &str) -> Result<
             {
                 Ok(Ok(key)) => Some(key),
                 _ => {
-                    return recorder
-                        .fail("key_unavailable", "the tenant's gateway key cannot be unsealed with the configured master key".into(), 0)
-                        .await;
+                    let message = "the tenant's gateway key cannot be unsealed with the configured master key";
+                    return rec.fail("key_unavailable", message.into()).await;
                 }
             }
         }
     };
     let key = resolve_key(tenant_key, deps.platform_key.as_deref());
-    let config = &job.agent.llm_config;
-    recorder
-        .record(&[ExecutionEvent::LlmCalled {
+    let config = &agent.llm_config;
+    let policy = config.retry.unwrap_or_default();
+    let timeout = config
+        .timeout_s
+        .map_or(deps.llm_timeout, Duration::from_secs);
+    let user_message = rec.state.payload.to_string();
+    loop {
+        if let Some(at) = rec.state.retry_at {
+            sleep_until(at.min(deadline)).await;
+        }
+        let attempt = rec.state.llm_attempts + 1;
+        if attempt > policy.max_attempts {
+            let message = format!(
+                "no attempt left after {} attempt(s)",
+                rec.state.llm_attempts
+            );
+            return rec.fail("retries_exhausted", message).await;
+        }
+        let remaining = (deadline - Utc::now()).to_std().unwrap_or_default();
+        if remaining.is_zero() {
+            let message = format!(
+                "the execution deadline of {} s passed",
+                deps.deadline.as_secs()
+            );
+            return rec.fail("deadline_exceeded", message).await;
+        }
+        rec.record(&[ExecutionEvent::LlmCalled {
             model: config.model.clone(),
             key_source: key.source,
             attempt,
             called_at: Utc::now(),
         }])
         .await?;
-    let result = deps
-        .llm
-        .chat(ChatRequest {
+        let request = ChatRequest {
             model: &config.model,
             params: &config.params,
-            system_prompt: &job.agent.system_prompt,
-            user_message: job.payload.to_string(),
+            system_prompt: &agent.system_prompt,
+            user_message: user_message.clone(),
             key: &key,
-            timeout: deps.llm_timeout,
-        })
-        .await;
-    match result {
-        Ok(response) => {
-            recorder
-                .record(&[ExecutionEvent::ExecutionSucceeded {
-                    output: response.content,
-                    prompt_tokens: response.usage.prompt_tokens,
-                    completion_tokens: response.usage.completion_tokens,
-                    total_tokens: response.usage.total_tokens,
-                    llm_latency_ms: millis(response.latency),
-                    duration_ms: millis(job.accepted.elapsed()),
-                    completed_at: Utc::now(),
-                }])
-                .await
+            timeout: timeout.min(remaining),
+        };
+        match deps.llm.chat(request).await {
+            Ok(response) => {
+                let duration = Utc::now() - rec.state.queued_at;
+                return rec
+                    .record(&[ExecutionEvent::ExecutionSucceeded {
+                        output: response.content,
+                        prompt_tokens: response.usage.prompt_tokens,
+                        completion_tokens: response.usage.completion_tokens,
+                        total_tokens: response.usage.total_tokens,
+                        llm_latency_ms: millis(response.latency),
+                        duration_ms: duration.num_milliseconds().max(0) as u64,
+                        completed_at: Utc::now(),
+                    }])
+                    .await;
+            }
+            Err(error) => {
+                if let Some(retry_at) = next_attempt_at(&policy, attempt, &error, deadline) {
+                    tracing::info!(
+                        attempt,
+                        error_kind = error.kind,
+                        "LLM call failed; retrying at {retry_at}: {}",
+                        error.message
+                    );
+                    rec.record(&[failed_call(attempt, &error, Some(retry_at))])
+                        .await?;
+                    continue;
+                }
+                rec.record(&[failed_call(attempt, &error, None)]).await?;
+                return rec.fail(error.kind, error.message).await;
+            }
         }
-        Err(LlmError {
-            kind,
-            status,
-            message,
-            ..
-        }) => {
-            recorder
-                .record(&[ExecutionEvent::LlmCallFailed {
-                    attempt,
-                    error_kind: kind.to_owned(),
-                    status,
-                    message: message.clone(),
-                    retryable: false,
-                    retry_at: None,
-                }])
-                .await?;
-            recorder.fail(kind, message, attempt).await
-        }
+    }
+}
+
+/// When the next attempt starts, if there is one: a retryable error, attempts left,
+/// and a start before the deadline.
+fn next_attempt_at(
+    policy: &RetryPolicy,
+    attempt: u32,
+    error: &LlmError,
+    deadline: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !error.retryable || !policy.allows_another(attempt) {
+        return None;
+    }
+    let at = Utc::now() + policy.delay(attempt, error.retry_after);
+    (at < deadline).then_some(at)
+}
+
+fn failed_call(attempt: u32, error: &LlmError, retry_at: Option<DateTime<Utc>>) -> ExecutionEvent {
+    ExecutionEvent::LlmCallFailed {
+        attempt,
+        error_kind: error.kind.to_owned(),
+        status: error.status,
+        message: error.message.clone(),
+        retryable: retry_at.is_some(),
+        retry_at,
+    }
+}
+
+async fn sleep_until(at: DateTime<Utc>) {
+    if let Ok(wait) = (at - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
     }
 }
 
 /// Appends an execution's events one step at a time, each at the expected revision.
 struct Recorder<'a> {
     deps: &'a ExecutionDeps,
-    job: &'a Job,
+    agent: &'a AgentRecord,
     stream: &'a str,
-    causation: Uuid,
-    revision: u64,
+    state: ExecutionState,
 }
 
 impl Recorder<'_> {
     async fn record(&mut self, events: &[ExecutionEvent]) -> Result<(), StoreError> {
         let mut batch = Vec::with_capacity(events.len());
+        let mut causation = self.state.last_event;
         for (i, event) in events.iter().enumerate() {
-            let step = format!("{}/{}", self.revision + 1 + i as u64, event.event_type());
-            let id = deterministic_event_id(self.stream, &step);
-            let meta = metadata(
-                &self.job.agent,
-                &self.job.delivery_id,
-                id,
-                Some(self.causation),
+            let step = format!(
+                "{}/{}",
+                self.state.revision + 1 + i as u64,
+                event.event_type()
             );
+            let id = deterministic_event_id(self.stream, &step);
+            let meta = metadata(self.agent, &self.state.delivery_id, id, Some(causation));
             batch.push(to_new_event(event, &meta)?);
-            self.causation = id;
+            causation = id;
         }
         let result = self
             .deps
             .store
-            .append(self.stream, ExpectedVersion::Exact(self.revision), batch)
+            .append(
+                self.stream,
+                ExpectedVersion::Exact(self.state.revision),
+                batch,
+            )
             .await?;
-        self.revision = result.next_expected_version;
+        self.state.revision = result.next_expected_version;
+        self.state.last_event = causation;
+        for event in events {
+            match event {
+                ExecutionEvent::ExecutionStarted { .. } => self.state.claims += 1,
+                ExecutionEvent::LlmCalled { .. } => {
+                    self.state.llm_attempts += 1;
+                    self.state.retry_at = None;
+                }
+                ExecutionEvent::LlmCallFailed { retry_at, .. } => self.state.retry_at = *retry_at,
+                _ => {}
+            }
+        }
         Ok(())
     }
 
-    async fn fail(&mut self, kind: &str, message: String, attempts: u32) -> Result<(), StoreError> {
+    async fn fail(&mut self, kind: &str, message: String) -> Result<(), StoreError> {
         tracing::warn!(error_kind = kind, "execution failed: {message}");
+        let duration = Utc::now() - self.state.queued_at;
         self.record(&[ExecutionEvent::ExecutionFailed {
             error_kind: kind.to_owned(),
             message,
-            attempts,
-            duration_ms: millis(self.job.accepted.elapsed()),
+            attempts: self.state.llm_attempts,
+            duration_ms: duration.num_milliseconds().max(0) as u64,
             completed_at: Utc::now(),
         }])
         .await
@@ -250,7 +366,7 @@ impl Recorder<'_> {
 
 fn metadata(
     agent: &AgentRecord,
-    delivery: &DeliveryId,
+    delivery: &str,
     event_id: Uuid,
     causation: Option<Uuid>,
 ) -> EventMetadata {
@@ -258,7 +374,7 @@ fn metadata(
         event_id,
         tenant_id: agent.tenant_id.to_string(),
         agent_id: agent.agent_id.to_string(),
-        correlation_id: delivery.to_string(),
+        correlation_id: delivery.to_owned(),
         causation_id: causation,
         occurred_at: Utc::now(),
         schema_version: SCHEMA_VERSION,

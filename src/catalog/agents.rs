@@ -38,6 +38,12 @@ impl AgentStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmConfig {
     pub model: String,
+    /// Retries of failed calls (hookrun's own key, not sent to the gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::llm::RetryPolicy>,
+    /// Request timeout in seconds (hookrun's own key; default `HOOKRUN_LLM_TIMEOUT_S`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
     #[serde(flatten)]
     pub params: serde_json::Map<String, serde_json::Value>,
 }
@@ -59,6 +65,12 @@ impl LlmConfig {
             return Err(format!(
                 "llm_config.{key} is set by hookrun and cannot be configured"
             ));
+        }
+        if let Some(retry) = &config.retry {
+            retry.validate()?;
+        }
+        if config.timeout_s.is_some_and(|t| t == 0 || t > 3600) {
+            return Err("llm_config.timeout_s must be between 1 and 3600".into());
         }
         Ok(config)
     }

@@ -45,6 +45,9 @@ pub enum ExecutionEvent {
         /// The webhook payload, as parsed JSON.
         payload: serde_json::Value,
         queued_at: DateTime<Utc>,
+        /// The node that accepted the webhook (it will claim the execution).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// A node claimed the execution (appended at the expected version: one winner).
     ExecutionStarted {

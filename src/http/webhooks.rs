@@ -62,6 +62,12 @@ pub async fn receive(
             "the agent has too many executions queued; retry later",
         )
         .retry_after(1)),
+        Err(EnqueueError::Overloaded) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "hookrun has too many executions in flight; retry later",
+        )
+        .retry_after(5)),
         Err(EnqueueError::Store(e)) => Err(e.into()),
         Err(EnqueueError::Internal(e)) => Err(ApiError::internal(e)),
     }

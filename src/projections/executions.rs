@@ -30,6 +30,11 @@ pub struct ExecutionRow {
     pub completed_at: Option<String>,
     pub duration_ms: Option<i64>,
     pub llm_latency_ms: Option<i64>,
+    /// The node that owns the execution while it is unfinished.
+    #[serde(skip)]
+    pub node: Option<String>,
+    #[serde(skip)]
+    pub lease_expires_at: Option<String>,
     /// Revision of the last event folded in: applying an older one changes nothing.
     #[serde(skip)]
     pub last_revision: i64,
@@ -61,6 +66,7 @@ pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<Executi
                 tenant_id,
                 delivery_id,
                 queued_at,
+                node,
                 ..
             },
         ) => ExecutionRow {
@@ -83,14 +89,26 @@ pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<Executi
             completed_at: None,
             duration_ms: None,
             llm_latency_ms: None,
+            node,
+            lease_expires_at: None,
             last_revision: revision,
         },
         // Anything before the row exists cannot be placed: wait for ExecutionQueued.
         (None, _) => return None,
         (Some(row), ExecutionEvent::ExecutionQueued { .. }) => row,
-        (Some(mut row), ExecutionEvent::ExecutionStarted { started_at, .. }) => {
+        (
+            Some(mut row),
+            ExecutionEvent::ExecutionStarted {
+                started_at,
+                node,
+                lease_expires_at,
+                ..
+            },
+        ) => {
             row.status = "running".into();
             row.started_at.get_or_insert(timestamp(started_at));
+            row.node = Some(node);
+            row.lease_expires_at = Some(timestamp(lease_expires_at));
             row
         }
         (
@@ -143,6 +161,8 @@ pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<Executi
             row.llm_latency_ms = Some(llm_latency_ms as i64);
             row.duration_ms = Some(duration_ms as i64);
             row.completed_at = Some(timestamp(completed_at));
+            row.node = None;
+            row.lease_expires_at = None;
             row
         }
         (
@@ -161,6 +181,8 @@ pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<Executi
             row.attempts = row.attempts.max(attempts as i64);
             row.duration_ms = Some(duration_ms as i64);
             row.completed_at = Some(timestamp(completed_at));
+            row.node = None;
+            row.lease_expires_at = None;
             row
         }
     };
@@ -203,6 +225,7 @@ mod tests {
                     delivery_id: "d".into(),
                     payload: serde_json::json!({"k": 1}),
                     queued_at: now,
+                    node: None,
                 },
             ),
             recorded(

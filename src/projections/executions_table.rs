@@ -7,22 +7,25 @@ use crate::with_db_read;
 
 pub const COLUMNS: &str = "execution_id, agent_id, tenant_id, delivery_id, status, output, error, \
     error_kind, model, key_source, prompt_tokens, completion_tokens, total_tokens, attempts, \
-    queued_at, started_at, completed_at, duration_ms, llm_latency_ms, last_revision";
+    queued_at, started_at, completed_at, duration_ms, llm_latency_ms, node, lease_expires_at, \
+    last_revision";
 
 /// Upsert that never moves a row backwards: two runners (two nodes) applying the same
 /// events concurrently end with the newest state.
 pub const UPSERT: &str = "INSERT INTO agent_test_executions (execution_id, agent_id, tenant_id, \
     delivery_id, status, output, error, error_kind, model, key_source, prompt_tokens, \
     completion_tokens, total_tokens, attempts, queued_at, started_at, completed_at, duration_ms, \
-    llm_latency_ms, last_revision) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+    llm_latency_ms, node, lease_expires_at, last_revision) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+    $20, $21, $22) \
     ON CONFLICT (execution_id) DO UPDATE SET status = excluded.status, output = excluded.output, \
     error = excluded.error, error_kind = excluded.error_kind, model = excluded.model, \
     key_source = excluded.key_source, prompt_tokens = excluded.prompt_tokens, \
     completion_tokens = excluded.completion_tokens, total_tokens = excluded.total_tokens, \
     attempts = excluded.attempts, started_at = excluded.started_at, \
     completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
-    llm_latency_ms = excluded.llm_latency_ms, last_revision = excluded.last_revision \
+    llm_latency_ms = excluded.llm_latency_ms, node = excluded.node, \
+    lease_expires_at = excluded.lease_expires_at, last_revision = excluded.last_revision \
     WHERE agent_test_executions.last_revision < excluded.last_revision";
 
 /// Binds a row to [`UPSERT`] and runs it on any executor (both backends).
@@ -49,6 +52,8 @@ macro_rules! upsert_row {
             .bind(&r.completed_at)
             .bind(r.duration_ms)
             .bind(r.llm_latency_ms)
+            .bind(&r.node)
+            .bind(&r.lease_expires_at)
             .bind(r.last_revision)
             .execute($exec)
             .await
