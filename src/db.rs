@@ -164,3 +164,30 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// Whether a database error means "not now" (lost connection, shutdown, overload, a
+/// database refusing connections) rather than "never": callers answer 503 and retry.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P0x
+            // shutting down / cannot connect now, 55000 database not accepting
+            // connections, 25006 read-only (a standby). SQLite: 5 busy, 6 locked,
+            // 8 read-only, 10 I/O error, 13 disk full, 14 cannot open.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P0")
+                || matches!(
+                    code.as_ref(),
+                    "55000" | "25006" | "5" | "6" | "8" | "10" | "13" | "14"
+                )
+        }),
+        _ => false,
+    }
+}

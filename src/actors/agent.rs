@@ -141,6 +141,7 @@ impl Handler<Enqueue> for AgentActor {
                     let answer = match result {
                         Ok(run::Queued::New(job)) => {
                             let id = job.execution_id;
+                            act.deps.own(id);
                             act.pending.push_back(job);
                             act.pump(ctx);
                             Ok(Enqueued::Queued(id))

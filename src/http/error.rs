@@ -142,10 +142,7 @@ impl From<sqlx::Error> for ApiError {
 }
 
 fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-    )
+    crate::db::is_transient(e)
 }
 
 /// Turns actix's own JSON and path errors into the same error shape.

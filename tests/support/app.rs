@@ -33,6 +33,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub backend: Backend,
     pub state: actix_web::web::Data<hookrun::http::AppState>,
+    pub sweeper: hookrun::recovery::Sweeper,
 }
 
 /// A completion as the gateway would send it.
@@ -56,7 +57,8 @@ pub async fn spawn_app_with(
     test: &str,
     extra: &[(&str, &str)],
 ) -> Option<TestApp> {
-    let gateway = MockServer::start().await;
+    // Not from the pool: a pooled server could get calls from an earlier test's app.
+    let gateway = MockServer::builder().start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(ResponseTemplate::new(200).set_body_json(completion(GATEWAY_OUTPUT)))
@@ -86,6 +88,7 @@ pub async fn spawn_app_with(
     let address = format!("http://127.0.0.1:{}", app.port());
     let projector = app.projector();
     let state = app.state();
+    let sweeper = app.sweeper();
     actix_web::rt::spawn(app.run_until_stopped());
     Some(TestApp {
         address,
@@ -95,6 +98,7 @@ pub async fn spawn_app_with(
         dir,
         backend,
         state,
+        sweeper,
     })
 }
 
