@@ -143,6 +143,9 @@ impl Application {
                 .configure(crate::http::routes)
         })
         .listen(listener)?
+        // Signals are handled in `run_until_stopped`: actix's own handling stops the
+        // whole actor system, which would drop running executions on SIGTERM.
+        .disable_signals()
         .shutdown_timeout(state.settings.shutdown_grace.as_secs())
         .run();
         let projector = ProjectionRunner::new(store.clone(), db.clone());
@@ -199,7 +202,14 @@ impl Application {
     /// time, and the node leaves the node table so that whatever is still unfinished
     /// is resumed by another node (or by the next start) without waiting for a timeout.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let signals = tokio::spawn(async move {
+            let reason = shutdown_signal().await;
+            tracing::info!("{reason} received: stopping (new requests are refused)");
+            handle.stop(true).await;
+        });
         self.server.await?;
+        signals.abort();
         let deps = self.state.registry.deps().clone();
         let _ = tokio::time::timeout(self.state.settings.shutdown_grace, deps.wait_idle()).await;
         let unfinished = deps.owned_count();
@@ -216,5 +226,15 @@ impl Application {
         self.state.db.close().await;
         tracing::info!("hookrun stopped");
         Ok(())
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }
