@@ -264,6 +264,14 @@ async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError>
                     continue;
                 }
                 rec.record(&[failed_call(attempt, &error, None)]).await?;
+                if Utc::now() >= deadline {
+                    let message = format!(
+                        "the execution deadline of {} s passed (last error: {})",
+                        deps.deadline.as_secs(),
+                        error.message
+                    );
+                    return rec.fail("deadline_exceeded", message).await;
+                }
                 return rec.fail(error.kind, error.message).await;
             }
         }
