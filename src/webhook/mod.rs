@@ -21,7 +21,9 @@ mod stripe;
 
 pub use depth::{DEFAULT_MAX_DEPTH, DepthError, check_depth};
 pub use github::{HEADER as GITHUB_SIGNATURE_HEADER, sign_github};
-pub use headers::{DELIVERY_ID_HEADERS, Headers, MAX_DELIVERY_ID_LEN, delivery_id};
+pub use headers::{
+    DELIVERY_ID_HEADERS, Headers, MAX_DELIVERY_ID_LEN, delivery_id, delivery_id_for,
+};
 pub use schema::{PayloadSchema, SchemaCache, SchemaError, Violation};
 pub use signature::{DEFAULT_TOLERANCE_S, SignatureError, SignatureScheme, UnknownScheme, verify};
 pub use standard::{
