@@ -10,10 +10,13 @@
 //! - `headers.rs`: the [`Headers`] trait and [`delivery_id`].
 //! - `schema.rs`: [`PayloadSchema`] (compiled JSON Schema) and [`SchemaCache`].
 //! - `depth.rs`: [`check_depth`], the nesting guard run before JSON parsing.
+//! - `proptests.rs`: property tests: no parser panics on any input.
 
 mod depth;
 mod github;
 mod headers;
+#[cfg(test)]
+mod proptests;
 mod schema;
 mod signature;
 mod standard;

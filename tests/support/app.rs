@@ -158,6 +158,22 @@ impl TestApp {
         String::from_utf8(out.stdout).expect("UTF-8 output")
     }
 
+    /// Waits (up to 10 s) until `n` executions are visible in `$all` (PostgreSQL shows
+    /// a transaction's events only once every older transaction has finished), then
+    /// returns how many there are.
+    pub async fn settled_execution_count(&self, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = self.execution_count().await;
+            if count >= n || Instant::now() > deadline {
+                // A little longer, so that one too many would show up as well.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return self.execution_count().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the audit log has written everything recorded so far.
     pub async fn flush_audit(&self) {
         self.state.audit.flush().await;
