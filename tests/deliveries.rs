@@ -114,7 +114,7 @@ async fn every_webhook_request_is_recorded_with_its_outcome_newest_first(backend
     }
 
     // The CLI prints the same rows as JSON lines.
-    let out = app.cli_ok(&["deliveries", "--agent", &agent.id], &[]);
+    let out = app.cli_ok(&["deliveries", "--agent", &agent.id], &[]).await;
     let printed: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -192,7 +192,7 @@ async fn rejected_rows_are_bounded_per_agent_and_for_unknown_agents(backend: Bac
         "x".repeat(64),
         "the path is truncated"
     );
-    let out = app.cli_ok(&["deliveries", "--unknown-agents"], &[]);
+    let out = app.cli_ok(&["deliveries", "--unknown-agents"], &[]).await;
     assert_eq!(out.lines().count(), 3);
 }
 

@@ -175,7 +175,7 @@ async fn the_admin_issues_lists_and_revokes_tenant_keys(backend: Backend) {
     assert_error(r, 404).await;
 
     // The CLI does the same for operators without the admin API.
-    let out = app.cli_ok(&["tenant", "create-key", "acme"], &[]);
+    let out = app.cli_ok(&["tenant", "create-key", "acme"], &[]).await;
     let issued: Value = serde_json::from_str(&out).unwrap();
     let cli_key = issued["api_key"].as_str().unwrap();
     assert_eq!(app.get(cli_key, &agent_path).await.status(), 200);
@@ -187,7 +187,8 @@ async fn the_admin_issues_lists_and_revokes_tenant_keys(backend: Backend) {
             issued["key_id"].as_str().unwrap(),
         ],
         &[],
-    );
+    )
+    .await;
     assert_error(app.get(cli_key, &agent_path).await, 401).await;
 }
 

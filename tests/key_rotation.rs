@@ -116,7 +116,7 @@ async fn an_interrupted_master_key_rotation_loses_nothing_and_can_be_rerun(backe
     let third = app.create_agent(&key, None).await;
     let agents = [first, second, third];
     // Sealed values: three webhook secrets, one previous secret, one gateway key.
-    let status = report(&app.cli_ok(&["keys", "status"], &[]));
+    let status = report(&app.cli_ok(&["keys", "status"], &[]).await);
     assert_eq!(status["by_key"], json!({ key_id(&key_a): 5 }));
 
     let both = [
@@ -124,7 +124,7 @@ async fn an_interrupted_master_key_rotation_loses_nothing_and_can_be_rerun(backe
         ("HOOKRUN_MASTER_KEY_OLD", key_a.as_str()),
     ];
     // Interrupted after one row.
-    let partial = report(&app.cli_ok(&["keys", "rotate", "--limit", "1"], &both));
+    let partial = report(&app.cli_ok(&["keys", "rotate", "--limit", "1"], &both).await);
     assert_eq!(partial["current_key_id"], key_id(&key_b));
     assert_eq!(
         (
@@ -152,7 +152,7 @@ async fn an_interrupted_master_key_rotation_loses_nothing_and_can_be_rerun(backe
     }
     assert_eq!(unreadable, 2, "the two rows not yet resealed need A");
     // A rotation that cannot open them says so, fails, and changes nothing.
-    let out = app.cli(&["keys", "rotate"], &b_only);
+    let out = app.cli(&["keys", "rotate"], &b_only).await;
     assert!(!out.status.success());
     let failed = report(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(failed["resealed_rows"], 0);
@@ -165,7 +165,7 @@ async fn an_interrupted_master_key_rotation_loses_nothing_and_can_be_rerun(backe
     );
 
     // The re-run finishes; another one has nothing left to do.
-    let done = report(&app.cli_ok(&["keys", "rotate"], &both));
+    let done = report(&app.cli_ok(&["keys", "rotate"], &both).await);
     assert_eq!(
         (
             done["resealed_rows"].as_u64(),
@@ -175,13 +175,13 @@ async fn an_interrupted_master_key_rotation_loses_nothing_and_can_be_rerun(backe
         "{done}"
     );
     assert_eq!(done["by_key"], json!({ key_id(&key_b): 5 }));
-    let again = report(&app.cli_ok(&["keys", "rotate"], &both));
+    let again = report(&app.cli_ok(&["keys", "rotate"], &both).await);
     assert_eq!(again["resealed_rows"], 0);
 
     // Now A can be removed.
     let after = restart_with(&app, "node-after", &b_only).await;
     assert_everything_opens(&after, &key, &agents, &old_second).await;
-    let status = report(&app.cli_ok(&["keys", "status"], &b_only));
+    let status = report(&app.cli_ok(&["keys", "status"], &b_only).await);
     assert_eq!(status["by_key"], json!({ key_id(&key_b): 5 }));
     // The database holds no secret in plaintext and nothing under key A any more.
     let all: Vec<String> = hookrun::with_db!(&app.state.db, |pool| {

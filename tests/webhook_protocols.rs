@@ -27,6 +27,7 @@ on_both_backends!(
     patch_changes_the_scheme_and_window_and_validates_first,
     a_rotated_secret_keeps_the_previous_one_verifying_until_it_expires,
     fifty_parallel_identical_deliveries_queue_one_execution_and_call_the_gateway_once,
+    the_cli_creates_signs_for_and_rotates_each_scheme,
 );
 
 fn now() -> i64 {
@@ -500,4 +501,128 @@ async fn fifty_parallel_identical_deliveries_queue_one_execution_and_call_the_ga
         .collect();
     assert_eq!(outcomes.iter().filter(|o| *o == "accepted").count(), 1);
     assert_eq!(outcomes.iter().filter(|o| *o == "duplicate").count(), 49);
+}
+
+async fn the_cli_creates_signs_for_and_rotates_each_scheme(backend: Backend) {
+    let Some(app) = spawn_app(backend, "cli_schemes").await else {
+        return;
+    };
+    let key = app.create_tenant("acme").await;
+    for scheme in ["github", "standard", "stripe"] {
+        let out = app
+            .cli_ok(
+                &[
+                    "agent",
+                    "create",
+                    "--tenant",
+                    "acme",
+                    "--name",
+                    scheme,
+                    "--system-prompt",
+                    "p",
+                    "--signature-scheme",
+                    scheme,
+                    "--timestamp-tolerance-s",
+                    "120",
+                ],
+                &[],
+            )
+            .await;
+        let created: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(created["signature_scheme"], scheme);
+        let agent = Agent {
+            id: created["agent_id"].as_str().unwrap().to_owned(),
+            secret: created["webhook_secret"].as_str().unwrap().to_owned(),
+        };
+        assert_eq!(agent.secret.starts_with("whsec_"), scheme == "standard");
+        let v: Value = app
+            .get(&key, &format!("/api/agents/{}", agent.id))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["timestamp_tolerance_s"], 120);
+
+        // `sign` prints a curl command in the agent's scheme that a shell can run.
+        // The shell runs on a blocking thread: this test's thread also drives the server.
+        let send = || async {
+            let curl = app
+                .cli_ok(
+                    &[
+                        "sign",
+                        "--agent",
+                        &agent.id,
+                        "--payload",
+                        r#"{"it's":"signed"}"#,
+                        "--url",
+                        &app.address,
+                    ],
+                    &[],
+                )
+                .await;
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&curl)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|_| {
+                panic!(
+                    "{scheme}: curl said {}",
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            })
+        };
+        let answer = send().await;
+        assert_eq!(answer["status"], "queued", "{scheme}: {answer}");
+
+        // `agent rotate-secret` keeps the old secret for the overlap asked for.
+        let out = app
+            .cli_ok(
+                &[
+                    "agent",
+                    "rotate-secret",
+                    "--agent",
+                    &agent.id,
+                    "--previous-expires-in-s",
+                    "0",
+                ],
+                &[],
+            )
+            .await;
+        let rotated: Value = serde_json::from_str(&out).unwrap();
+        let new_secret = rotated["webhook_secret"].as_str().unwrap();
+        assert_ne!(new_secret, agent.secret);
+        let shown: Value = app
+            .get(&key, &format!("/api/agents/{}/webhook-secret", agent.id))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["webhook_secret"], new_secret);
+        let answer = send().await;
+        assert_eq!(answer["status"], "queued", "{scheme}: new secret: {answer}");
+    }
+    let bad = app
+        .cli(
+            &[
+                "agent",
+                "create",
+                "--tenant",
+                "acme",
+                "--name",
+                "x",
+                "--system-prompt",
+                "p",
+                "--signature-scheme",
+                "svix",
+            ],
+            &[],
+        )
+        .await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("github, standard, stripe"));
 }

@@ -132,8 +132,9 @@ impl TestApp {
     }
 
     /// Runs the `hookrun` binary on this app's database with its master key unless
-    /// `env` overrides it.
-    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    /// `env` overrides it. It runs on a blocking thread: the test's own thread also
+    /// drives the server's database connections, which must not stall meanwhile.
+    pub async fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookrun"));
         cmd.args(args)
             .env_clear()
@@ -144,12 +145,14 @@ impl TestApp {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run hookrun")
+        tokio::task::spawn_blocking(move || cmd.output().expect("run hookrun"))
+            .await
+            .expect("the hookrun process")
     }
 
     /// Like [`TestApp::cli`], but fails the test unless it succeeds; its stdout.
-    pub fn cli_ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.cli(args, env);
+    pub async fn cli_ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.cli(args, env).await;
         assert!(
             out.status.success(),
             "hookrun {args:?} failed: {}",
