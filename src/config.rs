@@ -84,6 +84,18 @@ pub struct Settings {
     /// `HOOKRUN_SHUTDOWN_GRACE_S`: on SIGTERM, how long running executions may take to
     /// finish before the process exits anyway (default 30 s).
     pub shutdown_grace: Duration,
+    /// `HOOKRUN_MASTER_KEY_OLD`: comma-separated base64 master keys that only open
+    /// sealed values, never seal new ones: kept configured during a master key rotation
+    /// until `hookrun keys rotate` has resealed everything under `HOOKRUN_MASTER_KEY`.
+    pub master_key_old: Vec<String>,
+    /// `HOOKRUN_RATE_AGENT_PER_S` and `HOOKRUN_RATE_AGENT_BURST`: webhooks one agent
+    /// takes per second (token bucket, per process). Unset or 0: no limit (the default).
+    pub rate_agent: Option<RateLimit>,
+    /// `HOOKRUN_RATE_TENANT_PER_S` and `HOOKRUN_RATE_TENANT_BURST`: the same, across all
+    /// agents of one tenant. Unset or 0: no limit (the default).
+    pub rate_tenant: Option<RateLimit>,
+    /// Bounds of the delivery audit log (`HOOKRUN_AUDIT_*`, see [`AuditSettings`]).
+    pub audit: AuditSettings,
 }
 
 impl Settings {
@@ -129,6 +141,23 @@ impl Settings {
             ),
             node_timeout: secs(number(&get, "HOOKRUN_NODE_TIMEOUT_S", 15)?.max(1)),
             shutdown_grace: secs(number(&get, "HOOKRUN_SHUTDOWN_GRACE_S", 30)?),
+            master_key_old: get("HOOKRUN_MASTER_KEY_OLD")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            rate_agent: RateLimit::from_env(&get, "HOOKRUN_RATE_AGENT")?,
+            rate_tenant: RateLimit::from_env(&get, "HOOKRUN_RATE_TENANT")?,
+            audit: AuditSettings {
+                keep_per_agent: number(&get, "HOOKRUN_AUDIT_KEEP_PER_AGENT", 1000)?.max(1),
+                keep_unknown: number(&get, "HOOKRUN_AUDIT_KEEP_UNKNOWN", 1000)?.max(1),
+                detail_per_min: number(&get, "HOOKRUN_AUDIT_DETAIL_PER_MIN", 600)?.max(1),
+                detail_burst: number(&get, "HOOKRUN_AUDIT_DETAIL_BURST", 100)?.max(1),
+            },
         })
     }
 }
@@ -145,6 +174,62 @@ fn number(
             .parse()
             .with_context(|| format!("{key} must be a whole number, got {v:?}")),
     }
+}
+
+/// A token bucket: `per_second` tokens refill continuously, at most `burst` are saved up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `{prefix}_PER_S` (a decimal number; unset or 0: no limit) and `{prefix}_BURST`
+    /// (default: `per_second` rounded up, at least 1).
+    fn from_env(
+        get: &impl Fn(&str) -> Option<String>,
+        prefix: &str,
+    ) -> anyhow::Result<Option<Self>> {
+        let key = format!("{prefix}_PER_S");
+        let Some(raw) = get(&key) else {
+            return Ok(None);
+        };
+        let per_second: f64 = raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .with_context(|| {
+                format!("{key} must be a number of requests per second, got {raw:?}")
+            })?;
+        if per_second == 0.0 {
+            return Ok(None);
+        }
+        let default_burst = per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as usize;
+        let burst = number(get, &format!("{prefix}_BURST"), default_burst)?.max(1);
+        Ok(Some(RateLimit {
+            per_second,
+            burst: u32::try_from(burst).unwrap_or(u32::MAX),
+        }))
+    }
+}
+
+/// How much the delivery audit log keeps (see `crate::audit` and docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// `HOOKRUN_AUDIT_KEEP_PER_AGENT`: per agent, the newest rejected rows and the newest
+    /// duplicate rows kept (each; default 1000). Accepted rows are kept: there is one per
+    /// execution, like the execution's own events.
+    pub keep_per_agent: usize,
+    /// `HOOKRUN_AUDIT_KEEP_UNKNOWN`: rows kept, in total, for requests naming no existing
+    /// agent (default 1000).
+    pub keep_unknown: usize,
+    /// `HOOKRUN_AUDIT_DETAIL_PER_MIN` and `HOOKRUN_AUDIT_DETAIL_BURST`: rejected or
+    /// duplicate requests recorded one row each, per agent (and for unknown agents
+    /// together), per minute (default 600, burst 100). Beyond that they are counted
+    /// into one aggregate row (`count` > 1) per agent, written every few seconds.
+    pub detail_per_min: usize,
+    pub detail_burst: usize,
 }
 
 fn secs(n: usize) -> Duration {
@@ -184,6 +269,46 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.agent_concurrency, 4);
         assert_eq!(s.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn rate_limits_are_off_unless_set_and_old_keys_are_a_list() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.rate_agent, s.rate_tenant), (None, None));
+        assert!(s.master_key_old.is_empty());
+        let s = settings(&[
+            ("HOOKRUN_RATE_AGENT_PER_S", "2.5"),
+            ("HOOKRUN_RATE_TENANT_PER_S", "10"),
+            ("HOOKRUN_RATE_TENANT_BURST", "50"),
+            ("HOOKRUN_MASTER_KEY_OLD", " a, b ,,"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.rate_agent,
+            Some(RateLimit {
+                per_second: 2.5,
+                burst: 3
+            })
+        );
+        assert_eq!(
+            s.rate_tenant,
+            Some(RateLimit {
+                per_second: 10.0,
+                burst: 50
+            })
+        );
+        assert_eq!(s.master_key_old, ["a", "b"]);
+        assert_eq!(
+            settings(&[("HOOKRUN_RATE_AGENT_PER_S", "0")])
+                .unwrap()
+                .rate_agent,
+            None
+        );
+        let err = settings(&[("HOOKRUN_RATE_AGENT_PER_S", "-1")]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("HOOKRUN_RATE_AGENT_PER_S"),
+            "{err:#}"
+        );
     }
 
     #[test]

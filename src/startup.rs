@@ -15,6 +15,7 @@ use crate::crypto::{MasterKey, Sealer};
 use crate::db::Db;
 use crate::events::EventStore;
 use crate::events::store::{postgres::PostgresEventStore, sqlite::SqliteEventStore};
+use crate::http::rate_limit::RateLimits;
 use crate::http::{AppState, Metrics};
 use crate::llm::LlmClient;
 use crate::projections::ProjectionRunner;
@@ -84,7 +85,8 @@ fn load_sealer(settings: &Settings) -> anyhow::Result<Sealer> {
             key
         }
     };
-    Ok(Sealer::new(key))
+    let old = crate::crypto::parse_old_keys(&settings.master_key_old)?;
+    Ok(Sealer::with_old_keys(key, old))
 }
 
 pub struct Application {
@@ -132,6 +134,8 @@ impl Application {
             registry,
             sealer,
             schemas: SchemaCache::default(),
+            audit: crate::audit::AuditLog::start(db.clone(), settings.audit),
+            rate_limits: RateLimits::new(settings.rate_agent, settings.rate_tenant),
             settings: Arc::new(settings),
             metrics: Metrics::default(),
             public_url,

@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::{CatalogError, is_unique_violation, timestamp};
 use crate::db::Db;
 use crate::domain::{AgentId, TenantId};
+use crate::webhook::SignatureScheme;
 use crate::{with_db, with_db_read};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,16 +86,38 @@ pub struct AgentRecord {
     pub llm_config: LlmConfig,
     pub payload_schema: Option<serde_json::Value>,
     pub status: AgentStatus,
-    pub signature_scheme: String,
+    pub signature_scheme: SignatureScheme,
+    /// Replay window of timestamped schemes, in seconds either way.
+    pub timestamp_tolerance_s: u64,
     pub webhook_secret_sealed: String,
+    /// The secret replaced by the last rotation, while it still verifies.
+    pub previous_secret: Option<PreviousSecret>,
     pub llm_key_sealed: Option<String>,
     /// Bumped on every configuration change (caches key on it).
     pub config_version: i64,
     pub created_at: DateTime<Utc>,
 }
 
+/// A rotated-out webhook secret (sealed with [`previous_secret_aad`]) and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub sealed: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl AgentRecord {
+    /// The previous secret if it has not expired at `now`.
+    pub fn live_previous_secret(&self, now: DateTime<Utc>) -> Option<&PreviousSecret> {
+        self.previous_secret.as_ref().filter(|p| p.expires_at > now)
+    }
+}
+
+/// Lowest and highest accepted `timestamp_tolerance_s`.
+pub const TOLERANCE_RANGE_S: std::ops::RangeInclusive<u64> = 1..=86_400;
+
 const COLUMNS: &str = "agent_id, tenant_id, name, system_prompt, llm_config, payload_schema, \
-    status, signature_scheme, webhook_secret_sealed, llm_key_sealed, config_version, created_at";
+    status, signature_scheme, timestamp_tolerance_s, webhook_secret_sealed, \
+    previous_secret_sealed, previous_secret_expires_at, llm_key_sealed, config_version, created_at";
 
 pub async fn insert(db: &Db, agent: &AgentRecord) -> Result<(), CatalogError> {
     let created = timestamp(agent.created_at);
@@ -104,8 +127,8 @@ pub async fn insert(db: &Db, agent: &AgentRecord) -> Result<(), CatalogError> {
         sqlx::query(
             "INSERT INTO agents (agent_id, tenant_id, name, system_prompt, llm_config, \
              payload_schema, status, signature_scheme, webhook_secret_sealed, llm_key_sealed, \
-             config_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+             config_version, created_at, updated_at, timestamp_tolerance_s) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)",
         )
         .bind(agent.agent_id.to_string())
         .bind(agent.tenant_id.as_ref())
@@ -114,11 +137,12 @@ pub async fn insert(db: &Db, agent: &AgentRecord) -> Result<(), CatalogError> {
         .bind(&llm_config)
         .bind(&schema)
         .bind(agent.status.as_str())
-        .bind(&agent.signature_scheme)
+        .bind(agent.signature_scheme.as_str())
         .bind(&agent.webhook_secret_sealed)
         .bind(&agent.llm_key_sealed)
         .bind(agent.config_version)
         .bind(&created)
+        .bind(tolerance_column(agent.timestamp_tolerance_s))
         .execute(pool)
         .await
         .map(|done| done.rows_affected())
@@ -150,7 +174,10 @@ pub async fn get(db: &Db, agent_id: &AgentId) -> Result<Option<AgentRecord>, Cat
                 payload_schema: row.try_get("payload_schema")?,
                 status: row.try_get("status")?,
                 signature_scheme: row.try_get("signature_scheme")?,
+                timestamp_tolerance_s: row.try_get("timestamp_tolerance_s")?,
                 webhook_secret_sealed: row.try_get("webhook_secret_sealed")?,
+                previous_secret_sealed: row.try_get("previous_secret_sealed")?,
+                previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
                 llm_key_sealed: row.try_get("llm_key_sealed")?,
                 config_version: row.try_get("config_version")?,
                 created_at: row.try_get("created_at")?,
@@ -218,7 +245,10 @@ struct RawAgent {
     payload_schema: Option<String>,
     status: String,
     signature_scheme: String,
+    timestamp_tolerance_s: i64,
     webhook_secret_sealed: String,
+    previous_secret_sealed: Option<String>,
+    previous_secret_expires_at: Option<String>,
     llm_key_sealed: Option<String>,
     config_version: i64,
     created_at: String,
@@ -232,6 +262,21 @@ impl RawAgent {
         let llm_config = serde_json::from_str::<serde_json::Value>(&self.llm_config)
             .map_err(|e| corrupt("llm_config", &e))
             .and_then(|v| LlmConfig::parse(&v).map_err(|e| corrupt("llm_config", &e)))?;
+        let parse_time = |what: &str, raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| corrupt(what, &e))
+        };
+        let previous_secret = match (
+            &self.previous_secret_sealed,
+            &self.previous_secret_expires_at,
+        ) {
+            (Some(sealed), Some(expires)) => Some(PreviousSecret {
+                sealed: sealed.clone(),
+                expires_at: parse_time("previous_secret_expires_at", expires)?,
+            }),
+            _ => None,
+        };
         let payload_schema = self
             .payload_schema
             .as_deref()
@@ -241,15 +286,19 @@ impl RawAgent {
         Ok(AgentRecord {
             agent_id: AgentId::parse(&self.agent_id).map_err(|e| corrupt("id", &e))?,
             tenant_id: TenantId::parse(&self.tenant_id).map_err(|e| corrupt("tenant", &e))?,
-            created_at: DateTime::parse_from_rfc3339(&self.created_at)
-                .map_err(|e| corrupt("created_at", &e))?
-                .with_timezone(&Utc),
+            created_at: parse_time("created_at", &self.created_at)?,
             status: AgentStatus::parse(&self.status)?,
+            signature_scheme: self
+                .signature_scheme
+                .parse()
+                .map_err(|e| corrupt("signature_scheme", &e))?,
+            timestamp_tolerance_s: u64::try_from(self.timestamp_tolerance_s)
+                .map_err(|e| corrupt("timestamp_tolerance_s", &e))?,
+            previous_secret,
             name: self.name,
             system_prompt: self.system_prompt,
             llm_config,
             payload_schema,
-            signature_scheme: self.signature_scheme,
             webhook_secret_sealed: self.webhook_secret_sealed,
             llm_key_sealed: self.llm_key_sealed,
             config_version: self.config_version,
@@ -261,6 +310,17 @@ impl RawAgent {
 /// to another row does not open).
 pub fn webhook_secret_aad(agent_id: &AgentId) -> String {
     format!("agent:{agent_id}:webhook_secret")
+}
+
+/// Associated data of the previous webhook secret during a rotation overlap (a
+/// different field from the current secret, so the two sealed values cannot be swapped).
+pub fn previous_secret_aad(agent_id: &AgentId) -> String {
+    format!("agent:{agent_id}:previous_webhook_secret")
+}
+
+/// Tolerances are validated to [`TOLERANCE_RANGE_S`], so they fit the i64 column.
+pub(super) fn tolerance_column(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX)
 }
 
 /// Associated data binding a sealed tenant gateway key to its agent.

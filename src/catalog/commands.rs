@@ -14,14 +14,35 @@ use crate::domain::{AgentId, TenantId};
 use crate::events::agent::{AgentEvent, stream_name};
 use crate::events::envelope::SCHEMA_VERSION;
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent};
-use crate::webhook::PayloadSchema;
+use crate::webhook::{PayloadSchema, SignatureScheme};
 
 /// Creates a tenant and returns its first API key (shown once; only its hash is kept).
 pub async fn create_tenant(db: &Db, tenant: &TenantId) -> Result<String, CatalogError> {
+    Ok(create_tenant_with_key_id(db, tenant).await?.1)
+}
+
+/// Like [`create_tenant`], also returning the key's id (to revoke it later).
+pub async fn create_tenant_with_key_id(
+    db: &Db,
+    tenant: &TenantId,
+) -> Result<(String, String), CatalogError> {
     let (key, hash) = crypto::generate_api_key();
-    let key_id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let key_id = new_key_id();
     tenants::create(db, tenant, &key_id, &hash).await?;
-    Ok(key)
+    Ok((key_id, key))
+}
+
+/// Issues another API key for an existing tenant: `(key id, key)`, the key shown once.
+pub async fn create_api_key(db: &Db, tenant: &TenantId) -> Result<(String, String), CatalogError> {
+    let (key, hash) = crypto::generate_api_key();
+    let key_id = new_key_id();
+    tenants::add_key(db, tenant, &key_id, &hash).await?;
+    Ok((key_id, key))
+}
+
+/// Key ids are public handles (listed, used to revoke); 12 hex characters.
+fn new_key_id() -> String {
+    Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
 /// What a caller asks for when creating an agent (raw, validated by [`create_agent`]).
@@ -32,6 +53,31 @@ pub struct NewAgent {
     pub llm_config: serde_json::Value,
     #[serde(default)]
     pub payload_schema: Option<serde_json::Value>,
+    /// `github` (default), `standard` or `stripe`.
+    #[serde(default)]
+    pub signature_scheme: Option<String>,
+    /// Replay window of timestamped schemes (default 300 s).
+    #[serde(default)]
+    pub timestamp_tolerance_s: Option<u64>,
+}
+
+/// Parses a scheme name as a caller gave it.
+pub fn parse_scheme(raw: &str) -> Result<SignatureScheme, CreateAgentError> {
+    raw.parse()
+        .map_err(|e: crate::webhook::UnknownScheme| CreateAgentError::Invalid(e.to_string()))
+}
+
+/// Checks a replay window against [`agents::TOLERANCE_RANGE_S`].
+pub fn check_tolerance(seconds: u64) -> Result<u64, CreateAgentError> {
+    if agents::TOLERANCE_RANGE_S.contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(CreateAgentError::Invalid(format!(
+            "timestamp_tolerance_s must be between {} and {} seconds",
+            agents::TOLERANCE_RANGE_S.start(),
+            agents::TOLERANCE_RANGE_S.end()
+        )))
+    }
 }
 
 /// Why an agent could not be created.
@@ -43,10 +89,14 @@ pub enum CreateAgentError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] crate::events::StoreError),
+    /// The change raced with another one; nothing was written.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Creates an active agent; returns it with its webhook secret in plain text (shown once
-/// here, and later only through the tenant's authenticated secret endpoint).
+/// here, and later only through the tenant's authenticated secret endpoint). The
+/// secret is returned as stored; show it with `SignatureScheme::display_secret`.
 pub async fn create_agent(
     db: &Db,
     store: &Arc<dyn EventStore>,
@@ -61,6 +111,16 @@ pub async fn create_agent(
         ));
     }
     let llm_config = LlmConfig::parse(&new.llm_config).map_err(CreateAgentError::Invalid)?;
+    let signature_scheme = new
+        .signature_scheme
+        .as_deref()
+        .map(parse_scheme)
+        .transpose()?
+        .unwrap_or_default();
+    let timestamp_tolerance_s = check_tolerance(
+        new.timestamp_tolerance_s
+            .unwrap_or(crate::webhook::DEFAULT_TOLERANCE_S),
+    )?;
     if let Some(schema) = &new.payload_schema {
         PayloadSchema::compile(schema).map_err(|e| {
             CreateAgentError::Invalid(format!("payload_schema is not a valid JSON Schema: {e}"))
@@ -79,11 +139,13 @@ pub async fn create_agent(
         llm_config,
         payload_schema: new.payload_schema,
         status: AgentStatus::Active,
-        signature_scheme: "github".into(),
+        signature_scheme,
+        timestamp_tolerance_s,
         webhook_secret_sealed: sealer.seal(
             secret.as_bytes(),
             agents::webhook_secret_aad(&agent_id).as_bytes(),
         ),
+        previous_secret: None,
         llm_key_sealed: None,
         config_version: 1,
         created_at: Utc::now(),
@@ -162,7 +224,7 @@ pub async fn set_status(
     Ok(())
 }
 
-async fn record(
+pub(super) async fn record(
     store: &Arc<dyn EventStore>,
     agent: &AgentRecord,
     event: AgentEvent,

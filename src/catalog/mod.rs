@@ -9,7 +9,9 @@
 
 pub mod agents;
 pub mod commands;
+pub mod reseal;
 pub mod tenants;
+pub mod webhook_secrets;
 
 pub use agents::{AgentRecord, AgentStatus, LlmConfig};
 

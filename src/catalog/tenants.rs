@@ -74,3 +74,78 @@ pub async fn exists(db: &Db, tenant: &TenantId) -> Result<bool, CatalogError> {
             .is_some()
     }))
 }
+
+/// Adds an API key (id + hash) to an existing tenant.
+pub async fn add_key(
+    db: &Db,
+    tenant: &TenantId,
+    key_id: &str,
+    key_hash: &str,
+) -> Result<(), CatalogError> {
+    if !exists(db, tenant).await? {
+        return Err(CatalogError::NotFound(format!("tenant {tenant}")));
+    }
+    let now = timestamp(Utc::now());
+    with_db!(db, |pool| {
+        sqlx::query(
+            "INSERT INTO tenant_api_keys (key_id, tenant_id, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key_id)
+        .bind(tenant.as_ref())
+        .bind(key_hash)
+        .bind(&now)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Revokes one of the tenant's keys. Returns false when the tenant has no such key;
+/// revoking a revoked key again is a no-op that keeps the first revocation time.
+pub async fn revoke_key(db: &Db, tenant: &TenantId, key_id: &str) -> Result<bool, CatalogError> {
+    let now = timestamp(Utc::now());
+    let found = with_db!(db, |pool| {
+        sqlx::query(
+            "UPDATE tenant_api_keys SET revoked_at = COALESCE(revoked_at, $3) \
+             WHERE tenant_id = $1 AND key_id = $2",
+        )
+        .bind(tenant.as_ref())
+        .bind(key_id)
+        .bind(&now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(found == 1)
+}
+
+/// One API key as listed to the operator (never the key or its hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiKeyInfo {
+    pub key_id: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// The tenant's keys, oldest first.
+pub async fn list_keys(db: &Db, tenant: &TenantId) -> Result<Vec<ApiKeyInfo>, CatalogError> {
+    Ok(with_db_read!(db, |pool| {
+        sqlx::query(
+            "SELECT key_id, created_at, revoked_at FROM tenant_api_keys \
+             WHERE tenant_id = $1 ORDER BY created_at, key_id",
+        )
+        .bind(tenant.as_ref())
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ApiKeyInfo {
+                key_id: r.try_get("key_id")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?
+    }))
+}

@@ -4,7 +4,9 @@
 //! One file per command group; this file holds the argument types and the dispatch.
 
 mod agents;
+mod deliveries;
 mod events;
+mod keys;
 mod sign;
 
 use clap::{Parser, Subcommand};
@@ -59,12 +61,46 @@ pub enum Command {
         #[arg(long)]
         stream: Option<String>,
     },
+    /// Print the delivery audit log of an agent as JSON lines, newest first.
+    Deliveries {
+        /// The agent's id.
+        #[arg(long, required_unless_present = "unknown_agents")]
+        agent: Option<String>,
+        /// Instead: requests that named no existing agent.
+        #[arg(long, conflicts_with = "agent")]
+        unknown_agents: bool,
+        /// Rows to print at most.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Master keys: reseal everything under the current key, or show what uses which key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Reseal every sealed value under HOOKRUN_MASTER_KEY (old keys in
+    /// HOOKRUN_MASTER_KEY_OLD open them). Safe to interrupt and to run again.
+    Rotate {
+        /// Reseal at most this many agent rows, then stop (run again to continue).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Count sealed values per master key id.
+    Status,
 }
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant and print its API key (shown once).
     Create { tenant_id: String },
+    /// Issue another API key for a tenant (shown once).
+    CreateKey { tenant_id: String },
+    /// Revoke one of a tenant's API keys (it gets 401 from then on).
+    RevokeKey { tenant_id: String, key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +122,20 @@ pub enum AgentCommand {
         /// JSON Schema the payloads must match (JSON, or @FILE).
         #[arg(long)]
         payload_schema: Option<String>,
+        /// How senders sign: github (default), standard or stripe.
+        #[arg(long)]
+        signature_scheme: Option<String>,
+        /// Replay window of timestamped schemes, in seconds (default 300).
+        #[arg(long)]
+        timestamp_tolerance_s: Option<u64>,
+    },
+    /// Replace an agent's webhook secret; the old one keeps verifying for a while.
+    RotateSecret {
+        #[arg(long)]
+        agent: String,
+        /// How long the old secret keeps verifying (default 86400; 0: not at all).
+        #[arg(long)]
+        previous_expires_in_s: Option<u64>,
     },
 }
 
@@ -103,14 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Tenant {
-            command: TenantCommand::Create { tenant_id },
-        } => {
-            let stores = Stores::open(&settings).await?;
-            let tenant = TenantId::parse(&tenant_id)?;
-            let api_key = commands::create_tenant(&stores.db, &tenant).await?;
-            print_json(&serde_json::json!({"tenant_id": tenant.to_string(), "api_key": api_key}))
-        }
+        Command::Tenant { command } => tenant(settings, command).await,
         Command::Agent { command } => agents::run(settings, command).await,
         Command::Sign {
             agent,
@@ -118,6 +161,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             url,
         } => sign::run(settings, &agent, &payload, url).await,
         Command::Events { stream } => events::run(settings, stream).await,
+        Command::Deliveries {
+            agent,
+            unknown_agents: _,
+            limit,
+        } => deliveries::run(settings, agent, limit).await,
+        Command::Keys { command } => keys::run(settings, command).await,
+    }
+}
+
+async fn tenant(settings: Settings, command: TenantCommand) -> anyhow::Result<()> {
+    let stores = Stores::open(&settings).await?;
+    match command {
+        TenantCommand::Create { tenant_id } => {
+            let tenant = TenantId::parse(&tenant_id)?;
+            let (key_id, api_key) =
+                commands::create_tenant_with_key_id(&stores.db, &tenant).await?;
+            print_json(&serde_json::json!({
+                "tenant_id": tenant.to_string(), "api_key": api_key, "key_id": key_id,
+            }))
+        }
+        TenantCommand::CreateKey { tenant_id } => {
+            let tenant = TenantId::parse(&tenant_id)?;
+            let (key_id, api_key) = commands::create_api_key(&stores.db, &tenant).await?;
+            print_json(&serde_json::json!({
+                "tenant_id": tenant.to_string(), "api_key": api_key, "key_id": key_id,
+            }))
+        }
+        TenantCommand::RevokeKey { tenant_id, key_id } => {
+            let tenant = TenantId::parse(&tenant_id)?;
+            if !crate::catalog::tenants::revoke_key(&stores.db, &tenant, &key_id).await? {
+                anyhow::bail!("tenant {tenant} has no key {key_id}");
+            }
+            print_json(&serde_json::json!({
+                "tenant_id": tenant.to_string(), "key_id": key_id, "revoked": true,
+            }))
+        }
     }
 }
 

@@ -102,6 +102,24 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// The decrypt-only keys of `HOOKRUN_MASTER_KEY_OLD` (already split on commas); an
+/// invalid entry is an error naming its position (never its value).
+pub fn parse_old_keys(entries: &[String]) -> Result<Vec<MasterKey>, CryptoError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            MasterKey::from_base64(entry).map_err(|e| match e {
+                CryptoError::InvalidMasterKey { reason, .. } => CryptoError::InvalidMasterKey {
+                    context: format!(" in HOOKRUN_MASTER_KEY_OLD (entry {})", i + 1),
+                    reason,
+                },
+                other => other,
+            })
+        })
+        .collect()
+}
+
 /// Reads the base64 master key at `path`, or creates the file (mode 0600, parent
 /// directories as needed) with a fresh key. Returns the key and whether it was created.
 /// `create_new` makes two processes starting at once agree on one key: the loser
@@ -183,6 +201,21 @@ mod tests {
         assert_ne!(a.id(), MasterKey::from_bytes([2; KEY_LEN]).id());
         assert_eq!(a.id().as_str().len(), 16);
         assert!(a.id().as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn old_keys_parse_in_order_and_errors_name_the_entry_not_the_value() {
+        let (a, b) = (MasterKey::generate(), MasterKey::generate());
+        let keys = parse_old_keys(&[a.to_base64(), b.to_base64()]).unwrap();
+        assert_eq!(
+            keys.iter().map(|k| k.id().clone()).collect::<Vec<_>>(),
+            [a.id().clone(), b.id().clone()]
+        );
+        let err = parse_old_keys(&[a.to_base64(), "c2hvcnQ=".into()]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("HOOKRUN_MASTER_KEY_OLD (entry 2)"), "{msg}");
+        assert!(!msg.contains("c2hvcnQ="), "{msg}");
+        assert!(parse_old_keys(&[]).unwrap().is_empty());
     }
 
     #[test]

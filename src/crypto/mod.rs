@@ -16,7 +16,9 @@ mod secrets;
 
 use std::path::PathBuf;
 
-pub use key::{KEY_LEN, KeyId, MASTER_KEY_FILE, MasterKey, load_or_create_master_key_file};
+pub use key::{
+    KEY_LEN, KeyId, MASTER_KEY_FILE, MasterKey, load_or_create_master_key_file, parse_old_keys,
+};
 pub use sealer::Sealer;
 pub use secrets::{
     API_KEY_PREFIX, generate_api_key, generate_webhook_secret, hash_api_key, hashes_equal,

@@ -25,6 +25,20 @@ pub enum AgentEvent {
     AgentPaused { agent_id: String },
     /// The agent accepts webhooks again.
     AgentActivated { agent_id: String },
+    /// How the agent's webhooks are verified changed (only the fields that changed).
+    AgentUpdated {
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature_scheme: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timestamp_tolerance_s: Option<u64>,
+    },
+    /// A new webhook secret replaced the current one; the previous one keeps verifying
+    /// until `previous_expires_at` (RFC 3339; `None`: not at all). Never the secrets.
+    WebhookSecretRotated {
+        agent_id: String,
+        previous_expires_at: Option<String>,
+    },
 }
 
 impl AgentEvent {
@@ -34,6 +48,8 @@ impl AgentEvent {
             AgentEvent::AgentLlmKeySet { .. } => "AgentLlmKeySet",
             AgentEvent::AgentPaused { .. } => "AgentPaused",
             AgentEvent::AgentActivated { .. } => "AgentActivated",
+            AgentEvent::AgentUpdated { .. } => "AgentUpdated",
+            AgentEvent::WebhookSecretRotated { .. } => "WebhookSecretRotated",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Agents of the calling tenant: create, read, pause/activate, webhook secret, BYOK key.
+//! Agents of the calling tenant: create, read, update (status, signature scheme,
+//! replay window), webhook secret (read, rotate), BYOK key.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -8,7 +9,8 @@ use super::AppState;
 use super::auth::Tenant;
 use super::error::ApiError;
 use crate::catalog::commands::{self, CreateAgentError, NewAgent};
-use crate::catalog::{AgentRecord, AgentStatus, agents};
+use crate::catalog::webhook_secrets::{self, DEFAULT_PREVIOUS_EXPIRES_IN_S};
+use crate::catalog::{AgentRecord, AgentStatus, agents, timestamp};
 use crate::domain::AgentId;
 
 impl From<CreateAgentError> for ApiError {
@@ -17,6 +19,9 @@ impl From<CreateAgentError> for ApiError {
             CreateAgentError::Invalid(message) => ApiError::bad_request("invalid_agent", message),
             CreateAgentError::Catalog(e) => e.into(),
             CreateAgentError::Store(e) => e.into(),
+            CreateAgentError::Conflict(message) => {
+                ApiError::new(actix_web::http::StatusCode::CONFLICT, "conflict", message)
+            }
         }
     }
 }
@@ -31,6 +36,10 @@ fn describe(state: &AppState, agent: &AgentRecord) -> serde_json::Value {
         "llm_config": agent.llm_config,
         "payload_schema": agent.payload_schema,
         "signature_scheme": agent.signature_scheme,
+        "timestamp_tolerance_s": agent.timestamp_tolerance_s,
+        "previous_secret_expires_at": agent
+            .live_previous_secret(chrono::Utc::now())
+            .map(|p| timestamp(p.expires_at)),
         "key_source": if agent.llm_key_sealed.is_some() { "tenant" } else { "platform" },
         "config_version": agent.config_version,
         "webhook_url": state.webhook_url(&agent.agent_id),
@@ -62,7 +71,7 @@ pub async fn create(
     )
     .await?;
     let mut answer = describe(&state, &agent);
-    answer["webhook_secret"] = json!(secret);
+    answer["webhook_secret"] = json!(agent.signature_scheme.display_secret(&secret));
     Ok(HttpResponse::Created().json(answer))
 }
 
@@ -76,11 +85,15 @@ pub async fn get(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAgent {
     status: Option<AgentStatus>,
+    signature_scheme: Option<String>,
+    timestamp_tolerance_s: Option<u64>,
 }
 
-/// `PATCH /api/agents/{id}` `{"status": "paused" | "active"}`.
+/// `PATCH /api/agents/{id}` `{"status"?: "paused" | "active", "signature_scheme"?,
+/// "timestamp_tolerance_s"?}`. Everything is validated before anything changes.
 pub async fn update(
     tenant: Tenant,
     path: web::Path<String>,
@@ -88,7 +101,18 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = owned_agent(&state, &tenant, &path).await?;
-    if let Some(status) = body.status {
+    let scheme = body
+        .signature_scheme
+        .as_deref()
+        .map(commands::parse_scheme)
+        .transpose()?;
+    let tolerance = body
+        .timestamp_tolerance_s
+        .map(commands::check_tolerance)
+        .transpose()?;
+    webhook_secrets::update_signature_settings(&state.db, &state.store, &agent, scheme, tolerance)
+        .await?;
+    if let Some(status) = body.status.filter(|s| *s != agent.status) {
         commands::set_status(&state.db, &state.store, &agent, status).await?;
     }
     let agent = owned_agent(&state, &tenant, &path).await?;
@@ -115,12 +139,53 @@ pub async fn webhook_secret(
                 agent.agent_id
             ))
         })?;
+    let scheme = agent.signature_scheme;
     Ok(HttpResponse::Ok().json(json!({
         "agent_id": agent.agent_id.to_string(),
-        "webhook_secret": secret,
-        "signature_scheme": agent.signature_scheme,
-        "signature_header": "X-Hub-Signature-256",
+        "webhook_secret": scheme.display_secret(&secret),
+        "signature_scheme": scheme,
+        "signature_header": scheme.signature_header(),
+        "timestamp_tolerance_s": agent.timestamp_tolerance_s,
+        "previous_secret_expires_at": agent
+            .live_previous_secret(chrono::Utc::now())
+            .map(|p| timestamp(p.expires_at)),
         "webhook_url": state.webhook_url(&agent.agent_id),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    previous_expires_in_s: Option<u64>,
+}
+
+/// `POST /api/agents/{id}/webhook-secret/rotate` `{"previous_expires_in_s"?: N}`
+/// (default one day; 0: the old secret stops verifying at once). The body is optional.
+pub async fn rotate_webhook_secret(
+    tenant: Tenant,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = owned_agent(&state, &tenant, &path).await?;
+    let options: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("invalid request body: {e}"))
+        })?
+    };
+    let expires_in = options
+        .previous_expires_in_s
+        .unwrap_or(DEFAULT_PREVIOUS_EXPIRES_IN_S);
+    let (secret, previous_expires_at) =
+        webhook_secrets::rotate_secret(&state.db, &state.store, &state.sealer, &agent, expires_in)
+            .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "agent_id": agent.agent_id.to_string(),
+        "webhook_secret": agent.signature_scheme.display_secret(&secret),
+        "previous_expires_at": timestamp(previous_expires_at),
+        "message": "the new secret verifies now; the previous one until previous_expires_at",
     })))
 }
 

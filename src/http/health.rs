@@ -49,6 +49,22 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             counter.load(Ordering::Relaxed)
         );
     }
+    for (name, help, value) in [
+        (
+            "hookrun_audit_dropped_total",
+            "Delivery audit records dropped because the write queue was full.",
+            state.audit.dropped(),
+        ),
+        (
+            "hookrun_audit_aggregated_total",
+            "Rejected or duplicate deliveries recorded in aggregate rows, not one row each.",
+            state.audit.suppressed(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
     let _ = writeln!(out, "# HELP hookrun_agent_actors Agent actors started.");
     let _ = writeln!(out, "# TYPE hookrun_agent_actors gauge");
     let _ = writeln!(out, "hookrun_agent_actors {}", state.registry.actor_count());

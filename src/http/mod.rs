@@ -4,10 +4,13 @@
 
 mod agents;
 mod auth;
+mod deliveries;
 pub mod error;
 mod executions;
 mod health;
+pub mod rate_limit;
 mod tenants;
+mod webhook_checks;
 mod webhooks;
 
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 pub use health::Metrics;
 
 use crate::actors::Registry;
+use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::db::Db;
@@ -35,6 +39,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Base of the webhook URLs shown to users.
     pub public_url: String,
+    /// The delivery audit log (written off the request path).
+    pub audit: AuditLog,
+    /// Webhook rate limits per agent and per tenant.
+    pub rate_limits: rate_limit::RateLimits,
 }
 
 impl AppState {
@@ -48,17 +56,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(|e, _| {
             error::ApiError::bad_request("invalid_path", e.to_string()).into()
         }))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            error::ApiError::bad_request("invalid_query", e.to_string()).into()
+        }))
         .route("/healthz", web::get().to(health::healthz))
         .route("/metrics", web::get().to(health::metrics))
         .route(
             "/webhooks/agents/{agent_id}",
-            web::post().to(receive_webhook),
+            web::post().to(webhooks::receive),
         )
         .route(
             "/webhook/agents/{agent_id}/webhook",
-            web::post().to(receive_webhook),
+            web::post().to(webhooks::receive),
         )
         .route("/api/tenants", web::post().to(tenants::create))
+        .route(
+            "/api/tenants/{tenant_id}/keys",
+            web::post().to(tenants::create_key),
+        )
+        .route(
+            "/api/tenants/{tenant_id}/keys",
+            web::get().to(tenants::list_keys),
+        )
+        .route(
+            "/api/tenants/{tenant_id}/keys/{key_id}",
+            web::delete().to(tenants::revoke_key),
+        )
         .route("/api/agents", web::post().to(agents::create))
         .route("/api/agents/{agent_id}", web::get().to(agents::get))
         .route("/api/agents/{agent_id}", web::patch().to(agents::update))
@@ -67,8 +90,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(agents::webhook_secret),
         )
         .route(
+            "/api/agents/{agent_id}/webhook-secret/rotate",
+            web::post().to(agents::rotate_webhook_secret),
+        )
+        .route(
             "/api/agents/{agent_id}/llm-key",
             web::put().to(agents::set_llm_key),
+        )
+        .route(
+            "/api/agents/{agent_id}/deliveries",
+            web::get().to(deliveries::list),
         )
         .route(
             "/api/executions/{execution_id}",
@@ -79,20 +110,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(executions::events),
         )
         .default_service(web::to(not_found));
-}
-
-async fn receive_webhook(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let response = match webhooks::receive(req, path, body, state.clone()).await {
-        Ok(response) => response,
-        Err(e) => e.error_response(),
-    };
-    state.metrics.count_webhook(response.status().as_u16());
-    response
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -82,6 +82,20 @@ pub fn delivery_id(headers: &dyn Headers) -> Option<String> {
     })
 }
 
+/// The delivery id of a request to an agent verified with `scheme`. Standard Webhooks
+/// signs its `webhook-id`, so for that scheme it is the only source, returned as sent
+/// (the caller validates it): an unsigned header must not let a captured delivery be
+/// replayed under a new id. Other schemes sign no id and use [`delivery_id`].
+pub fn delivery_id_for(scheme: super::SignatureScheme, headers: &dyn Headers) -> Option<String> {
+    match scheme {
+        super::SignatureScheme::Standard => headers
+            .get_all(super::standard::HEADER_ID)
+            .first()
+            .map(|v| v.trim().to_owned()),
+        _ => delivery_id(headers),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +155,21 @@ mod tests {
             delivery_id(&[("webhook-id", max.as_str())]),
             Some(max.clone())
         );
+    }
+
+    #[test]
+    fn standard_webhooks_take_the_delivery_id_only_from_the_signed_webhook_id() {
+        use crate::webhook::SignatureScheme::{Github, Standard, Stripe};
+        let h = [("X-GitHub-Delivery", "unsigned"), ("webhook-id", " msg_1 ")];
+        assert_eq!(delivery_id_for(Standard, &h).as_deref(), Some("msg_1"));
+        assert_eq!(delivery_id_for(Github, &h).as_deref(), Some("unsigned"));
+        assert_eq!(delivery_id_for(Stripe, &h).as_deref(), Some("unsigned"));
+        // Returned as sent, even when invalid: the caller rejects it rather than
+        // silently deduplicating under another id.
+        assert_eq!(
+            delivery_id_for(Standard, &[("webhook-id", "a b")]).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(delivery_id_for(Standard, &[("Idempotency-Key", "k")]), None);
     }
 }

@@ -10,10 +10,13 @@
 //! - `headers.rs`: the [`Headers`] trait and [`delivery_id`].
 //! - `schema.rs`: [`PayloadSchema`] (compiled JSON Schema) and [`SchemaCache`].
 //! - `depth.rs`: [`check_depth`], the nesting guard run before JSON parsing.
+//! - `proptests.rs`: property tests: no parser panics on any input.
 
 mod depth;
 mod github;
 mod headers;
+#[cfg(test)]
+mod proptests;
 mod schema;
 mod signature;
 mod standard;
@@ -21,7 +24,9 @@ mod stripe;
 
 pub use depth::{DEFAULT_MAX_DEPTH, DepthError, check_depth};
 pub use github::{HEADER as GITHUB_SIGNATURE_HEADER, sign_github};
-pub use headers::{DELIVERY_ID_HEADERS, Headers, MAX_DELIVERY_ID_LEN, delivery_id};
+pub use headers::{
+    DELIVERY_ID_HEADERS, Headers, MAX_DELIVERY_ID_LEN, delivery_id, delivery_id_for,
+};
 pub use schema::{PayloadSchema, SchemaCache, SchemaError, Violation};
 pub use signature::{DEFAULT_TOLERANCE_S, SignatureError, SignatureScheme, UnknownScheme, verify};
 pub use standard::{

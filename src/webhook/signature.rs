@@ -45,6 +45,26 @@ impl SignatureScheme {
         }
     }
 
+    /// The header that carries the signature.
+    pub const fn signature_header(self) -> &'static str {
+        match self {
+            Self::Github => super::github::HEADER,
+            Self::Standard => super::standard::HEADER_SIGNATURE,
+            Self::Stripe => super::stripe::HEADER,
+        }
+    }
+
+    /// A stored secret (base64) as senders of this scheme expect to see it: Standard
+    /// Webhooks libraries take `whsec_<base64>`; the others use the text as it is.
+    /// The prefix only marks the format (the key is the same decoded bytes), so the
+    /// secret itself never changes with the scheme; only how it is shown does.
+    pub fn display_secret(self, secret: &str) -> String {
+        match self {
+            Self::Standard if !secret.starts_with("whsec_") => format!("whsec_{secret}"),
+            _ => secret.to_owned(),
+        }
+    }
+
     /// What a sender must do, appended to mismatch errors.
     const fn mismatch_hint(self) -> &'static str {
         match self {

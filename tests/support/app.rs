@@ -72,11 +72,10 @@ pub async fn spawn_app_with(
     env.insert("HOOKRUN_LLM_BASE_URL".into(), gateway.uri());
     env.insert("HOOKRUN_LLM_API_KEY".into(), PLATFORM_KEY.into());
     env.insert("HOOKRUN_ADMIN_TOKEN".into(), ADMIN_TOKEN.into());
-    env.insert(
-        "HOOKRUN_MASTER_KEY".into(),
-        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
-    );
-    if backend == Backend::Postgres {
+    env.insert("HOOKRUN_MASTER_KEY".into(), test_master_key());
+    // An explicit database (a second app on the first one's data) needs no fresh one.
+    let explicit_db = extra.iter().any(|(k, _)| *k == "HOOKRUN_DATABASE_URL");
+    if backend == Backend::Postgres && !explicit_db {
         let url = super::pg::fresh_database(test).await?;
         env.insert("HOOKRUN_DATABASE_URL".into(), url);
     }
@@ -102,6 +101,11 @@ pub async fn spawn_app_with(
     })
 }
 
+/// The base64 master key every test app uses unless told otherwise.
+pub fn test_master_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
 /// `sha256=<hex>` keyed by the base64-decoded secret, as the seed system's senders do.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
     let key = base64::engine::general_purpose::STANDARD
@@ -120,6 +124,84 @@ pub struct Agent {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// The app's database URL (for a second app or the CLI on the same data).
+    pub fn database_url(&self) -> String {
+        self.state.settings.database.url().to_owned()
+    }
+
+    /// Runs the `hookrun` binary on this app's database with its master key unless
+    /// `env` overrides it. It runs on a blocking thread: the test's own thread also
+    /// drives the server's database connections, which must not stall meanwhile.
+    pub async fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookrun"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOOKRUN_DATA_DIR", self.dir.path())
+            .env("HOOKRUN_DATABASE_URL", self.database_url())
+            .env("HOOKRUN_MASTER_KEY", test_master_key());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().expect("run hookrun"))
+            .await
+            .expect("the hookrun process")
+    }
+
+    /// Like [`TestApp::cli`], but fails the test unless it succeeds; its stdout.
+    pub async fn cli_ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.cli(args, env).await;
+        assert!(
+            out.status.success(),
+            "hookrun {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// Waits (up to 10 s) until `n` executions are visible in `$all` (PostgreSQL shows
+    /// a transaction's events only once every older transaction has finished), then
+    /// returns how many there are.
+    pub async fn settled_execution_count(&self, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = self.execution_count().await;
+            if count >= n || Instant::now() > deadline {
+                // A little longer, so that one too many would show up as well.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return self.execution_count().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the audit log has written everything recorded so far.
+    pub async fn flush_audit(&self) {
+        self.state.audit.flush().await;
+    }
+
+    /// The agent's delivery audit log as the API lists it (newest first).
+    pub async fn deliveries(&self, key: &str, agent_id: &str) -> Vec<Value> {
+        self.flush_audit().await;
+        let r = self
+            .get(key, &format!("/api/agents/{agent_id}/deliveries?limit=500"))
+            .await;
+        assert_eq!(r.status(), 200, "deliveries");
+        r.json::<Value>().await.unwrap()["deliveries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Events of one stream, in order.
+    pub async fn stream(&self, stream: &str) -> Vec<hookrun::events::RecordedEvent> {
+        self.state
+            .store
+            .read_stream(stream, 0, 10_000)
+            .await
+            .unwrap()
     }
 
     pub async fn create_tenant(&self, tenant: &str) -> String {
