@@ -13,19 +13,19 @@
 //! - [`projections`]: the runner (checkpoints) and the `agent_test_executions` model.
 //! - [`recovery`]: node heartbeats and resuming executions whose node died.
 //! - [`catalog`]: tenants, API keys and agents (configuration, SQL tables).
-//! - [`audit`]: the delivery audit log (every webhook request, bounded).
+//! - [`deliveries`]: the delivery audit log (every webhook request, bounded).
 //! - [`llm`]: the OpenAI-compatible gateway client and key resolution.
 //! - [`crypto`]: sealing secrets at rest (XChaCha20-Poly1305).
 //! - [`db`]: SQL connections and migrations (SQLite default, PostgreSQL).
 //! - [`cli`]: the `hookrun` commands.
 
 pub mod actors;
-pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod deliveries;
 pub mod domain;
 pub mod events;
 pub mod http;

@@ -134,7 +134,7 @@ impl Application {
             registry,
             sealer,
             schemas: SchemaCache::default(),
-            audit: crate::audit::AuditLog::start(db.clone(), settings.audit),
+            audit: crate::deliveries::AuditLog::start(db.clone(), settings.audit),
             rate_limits: RateLimits::new(settings.rate_agent, settings.rate_tenant),
             settings: Arc::new(settings),
             metrics: Metrics::default(),

@@ -174,7 +174,7 @@ async fn rejected_rows_are_bounded_per_agent_and_for_unknown_agents(backend: Bac
     let accepted = rows.iter().filter(|d| d["outcome"] == "accepted").count();
     assert_eq!(accepted, 3, "accepted rows are never pruned");
 
-    let unknown = hookrun::audit::store::list(&app.state.db, None, None, 100)
+    let unknown = hookrun::deliveries::store::list(&app.state.db, None, None, 100)
         .await
         .unwrap();
     assert_eq!(

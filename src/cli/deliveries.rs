@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use crate::audit::store;
 use crate::config::Settings;
+use crate::deliveries::store;
 use crate::domain::AgentId;
 use crate::startup::Stores;
 

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::AppState;
 use super::auth::Tenant;
 use super::error::ApiError;
-use crate::audit::store;
 use crate::catalog::commands;
+use crate::deliveries::store;
 use crate::domain::AgentId;
 
 /// Page size when the caller does not say.

@@ -20,10 +20,10 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 pub use health::Metrics;
 
 use crate::actors::Registry;
-use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::db::Db;
+use crate::deliveries::AuditLog;
 use crate::domain::AgentId;
 use crate::events::EventStore;
 use crate::webhook::SchemaCache;

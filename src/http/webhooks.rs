@@ -20,8 +20,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::webhook_checks::{self as checks, HeaderAdapter};
 use crate::actors::{Enqueue, EnqueueError, Enqueued};
-use crate::audit::{DeliveryRecord, Outcome};
 use crate::catalog::AgentStatus;
+use crate::deliveries::{DeliveryRecord, Outcome};
 use crate::domain::{AgentId, DeliveryId, TenantId};
 use crate::webhook;
 
