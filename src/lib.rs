@@ -11,6 +11,7 @@
 //! - [`actors`]: the registry and the per-agent actor that queues and runs executions.
 //! - [`events`]: event enums, envelope, the [`events::EventStore`] trait and backends.
 //! - [`projections`]: the runner (checkpoints) and the `agent_test_executions` model.
+//! - [`audit`]: hash-chain checks and read-model verification (`hookrun verify`).
 //! - [`recovery`]: node heartbeats and resuming executions whose node died.
 //! - [`catalog`]: tenants, API keys and agents (configuration, SQL tables).
 //! - [`deliveries`]: the delivery audit log (every webhook request, bounded).
@@ -20,6 +21,7 @@
 //! - [`cli`]: the `hookrun` commands.
 
 pub mod actors;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;

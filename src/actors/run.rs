@@ -110,6 +110,7 @@ pub async fn queue(deps: &ExecutionDeps, msg: Enqueue) -> Result<Queued, StoreEr
         payload: msg.payload,
         queued_at,
         node: Some(deps.node_id.clone()),
+        config_version: Some(msg.agent.config_version),
     };
     // A random id: a repeated delivery must conflict, not be taken as a retried append.
     let meta = metadata(&msg.agent, msg.delivery_id.as_ref(), Uuid::new_v4(), None);

@@ -116,6 +116,7 @@ mod tests {
                     payload: serde_json::json!({"k": 1}),
                     queued_at: now,
                     node: None,
+                    config_version: None,
                 },
             ),
             recorded(

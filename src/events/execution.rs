@@ -48,6 +48,10 @@ pub enum ExecutionEvent {
         /// The node that accepted the webhook (it will claim the execution).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
+        /// The agent configuration version the execution runs with (schema version 2;
+        /// unknown in events written before it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config_version: Option<i64>,
     },
     /// A node claimed the execution (appended at the expected version: one winner).
     ExecutionStarted {

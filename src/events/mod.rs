@@ -7,15 +7,19 @@
 //! the events (projections): data flows into it and is read out of it.
 //!
 //! # Layout
+//! - [`chain`]: the hash chain that makes tampering with stored events evident.
 //! - [`envelope`]: metadata every event carries, new and recorded events, positions.
 //! - [`execution`]: the `execution-{id}` stream's events.
 //! - [`agent`]: the `agent-{id}` stream's lifecycle events.
+//! - [`tenant`]: the `tenant-{id}` stream (erasure).
 //! - [`store`]: the [`EventStore`] trait and its backends (SQLite, PostgreSQL).
 
 pub mod agent;
+pub mod chain;
 pub mod envelope;
 pub mod execution;
 pub mod store;
+pub mod tenant;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent};
 pub use store::{AppendResult, EventStore, ExpectedVersion, StoreError};

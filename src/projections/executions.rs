@@ -1,14 +1,16 @@
 //! The `agent_test_executions` read model: one row per execution, folded from its
-//! `execution-{id}` stream.
+//! `execution-{id}` stream. The row is what `GET /api/executions/{id}` answers (the
+//! contract in DESIGN.md) plus the configuration version the execution ran with.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::model::Projection;
 use crate::catalog::timestamp;
 use crate::events::RecordedEvent;
 use crate::events::execution::{ExecutionEvent, STREAM_PREFIX};
 
 /// One row of `agent_test_executions`, as stored and as served by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionRow {
     pub execution_id: String,
     pub agent_id: String,
@@ -38,24 +40,90 @@ pub struct ExecutionRow {
     /// Revision of the last event folded in: applying an older one changes nothing.
     #[serde(skip)]
     pub last_revision: i64,
+    /// The agent configuration version the execution ran with (`null`: not recorded).
+    pub config_version: Option<i64>,
+}
+
+crate::record!(ExecutionRow, key = execution_id, tenant = tenant_id, {
+    execution_id: text,
+    agent_id: text,
+    tenant_id: text,
+    delivery_id: text,
+    status: text,
+    output: opt_text,
+    error: opt_text,
+    error_kind: opt_text,
+    model: opt_text,
+    key_source: opt_text,
+    prompt_tokens: opt_int,
+    completion_tokens: opt_int,
+    total_tokens: opt_int,
+    attempts: int,
+    queued_at: text,
+    started_at: opt_text,
+    completed_at: opt_text,
+    duration_ms: opt_int,
+    llm_latency_ms: opt_int,
+    node: opt_text,
+    lease_expires_at: opt_text,
+    last_revision: int,
+    config_version: opt_int,
+});
+
+/// The `agent_test_executions` projection.
+pub struct Executions;
+
+impl Projection for Executions {
+    type Row = ExecutionRow;
+    type Event = ExecutionEvent;
+    const NAME: &'static str = "agent_test_executions";
+    /// 2: rows record `config_version`.
+    const VERSION: u32 = 2;
+
+    fn decode(event: &RecordedEvent) -> Option<(String, ExecutionEvent)> {
+        let id = event.stream_id.strip_prefix(STREAM_PREFIX)?;
+        match ExecutionEvent::deserialize(&event.data) {
+            Ok(typed) => Some((id.to_owned(), typed)),
+            Err(e) => {
+                tracing::warn!(stream = %event.stream_id, revision = event.revision,
+                    "skipping unreadable event {}: {e}", event.event_type);
+                None
+            }
+        }
+    }
+
+    fn apply(
+        row: Option<ExecutionRow>,
+        event: ExecutionEvent,
+        recorded: &RecordedEvent,
+    ) -> Option<ExecutionRow> {
+        fold(row, event, recorded.revision as i64)
+    }
 }
 
 pub fn is_execution_stream(stream: &str) -> bool {
     stream.starts_with(STREAM_PREFIX)
 }
 
-/// Folds one event of an execution stream into its row. Pure; idempotent (an event at
-/// or below the row's last revision is ignored). Unknown or malformed events leave the
-/// row as it is.
+/// Folds one stored event of an execution stream into its row (unknown or malformed
+/// events leave the row as it is).
 pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<ExecutionRow> {
-    let revision = event.revision as i64;
+    match Executions::decode(event) {
+        Some((_, typed)) => fold(row, typed, event.revision as i64),
+        None => row,
+    }
+}
+
+/// Folds one event into its row. Pure; idempotent (an event at or below the row's last
+/// revision is ignored).
+pub fn fold(
+    row: Option<ExecutionRow>,
+    typed: ExecutionEvent,
+    revision: i64,
+) -> Option<ExecutionRow> {
     if row.as_ref().is_some_and(|r| r.last_revision >= revision) {
         return row;
     }
-    let Ok(typed) = serde_json::from_value::<ExecutionEvent>(event.data.clone()) else {
-        tracing::warn!(stream = %event.stream_id, revision, "skipping unreadable event {}", event.event_type);
-        return row;
-    };
     let to_i64 = |v: Option<u64>| v.map(|n| n as i64);
     let mut row = match (row, typed) {
         (
@@ -67,6 +135,7 @@ pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<Executi
                 delivery_id,
                 queued_at,
                 node,
+                config_version,
                 ..
             },
         ) => ExecutionRow {
@@ -92,6 +161,7 @@ pub fn apply(row: Option<ExecutionRow>, event: &RecordedEvent) -> Option<Executi
             node,
             lease_expires_at: None,
             last_revision: revision,
+            config_version,
         },
         // Anything before the row exists cannot be placed: wait for ExecutionQueued.
         (None, _) => return None,
@@ -226,6 +296,7 @@ mod tests {
                     payload: serde_json::json!({"k": 1}),
                     queued_at: now,
                     node: None,
+                    config_version: Some(3),
                 },
             ),
             recorded(
@@ -279,6 +350,7 @@ mod tests {
             (Some("m"), Some("tenant"), 1)
         );
         assert_eq!(row.last_revision, 3);
+        assert_eq!(row.config_version, Some(3));
     }
 
     #[test]

@@ -1,10 +1,31 @@
 //! Projections fold events into read models. A projection is a pure function of the
-//! events (no side effects); the [`runner`] reads the global order from its checkpoint
-//! and writes rows and checkpoint in one transaction.
+//! events (no side effects); the runner reads the global order from each projection's
+//! checkpoint and writes rows and checkpoint in one transaction. Every read model can
+//! be rebuilt from the events at any time, beside the live one.
+//!
+//! # Layout
+//! - [`model`]: the [`Projection`] trait (name, version, pure fold) and row codec.
+//! - [`executions`], [`agents`], [`daily`]: the read models and their folds.
+//! - [`executions_table`], [`agents_table`]: the queries the API serves from them.
+//! - [`batch`]: one batch into one table, with its checkpoint, in one transaction.
+//! - [`runner`]: follows the store for every projection; rebuilds outdated ones on start.
+//! - [`rebuild`], [`shadow`]: rebuilding into a shadow table and swapping it in.
+//! - [`status`]: checkpoints and lag, for `/metrics` and `GET /api/projections`.
+//! - [`sql`]: the SQL all read models share (both backends).
 
+pub mod agents;
+pub mod agents_table;
+pub mod batch;
+pub mod daily;
 pub mod executions;
 pub mod executions_table;
+pub mod model;
+pub mod rebuild;
 pub mod runner;
+pub mod shadow;
+pub mod sql;
+pub mod status;
 
 pub use executions::ExecutionRow;
+pub use model::Projection;
 pub use runner::ProjectionRunner;

@@ -1,41 +1,138 @@
-//! The projection runner: reads the global order from its checkpoint, folds each
-//! batch into `agent_test_executions`, and commits rows and checkpoint in one
-//! transaction — so a crash between them is impossible and replaying a batch is
-//! harmless (the fold is idempotent).
+//! The projection runner: keeps every read model up to date. Each projection has a
+//! name, a version and a checkpoint; the runner catches each one up from its
+//! checkpoint, then follows new events, woken by the store's change signal (with a
+//! slow fallback tick: an aborted transaction, or a write by another process to a
+//! SQLite file, sends no signal). Rows and checkpoint are written in one transaction
+//! per batch (`batch.rs`). Tests drive it with [`ProjectionRunner::run_once`].
 //!
-//! It follows new events by waiting on the store's change signal, with a slow
-//! fallback tick (an aborted transaction sends no signal); tests drive it with
-//! [`ProjectionRunner::run_once`] instead.
+//! On start, a projection whose stored version differs from the code's is rebuilt in a
+//! shadow table and swapped in (`rebuild.rs`) while the live one keeps being served.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use sqlx::Row;
+use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::executions::{ExecutionRow, apply, is_execution_stream};
-use super::executions_table::{load_row, upsert_row};
-use crate::catalog::timestamp;
+use super::agents::AgentSummaries;
+use super::batch::{self, Target};
+use super::daily::DailyAgentStats;
+use super::executions::Executions;
+use super::model::Projection;
+use super::rebuild::{self, ProgressFn, RebuildReport};
+use super::sql;
 use crate::db::Db;
-use crate::events::{EventStore, Position, RecordedEvent};
-use crate::{with_db, with_db_read};
+use crate::events::{EventStore, Position};
 
-pub const EXECUTIONS_PROJECTION: &str = "agent_test_executions";
+pub const EXECUTIONS_PROJECTION: &str = Executions::NAME;
 
-const CHECKPOINT_UPSERT: &str = "INSERT INTO projection_checkpoints \
-    (name, commit_pos, prepare_pos, updated_at) VALUES ($1, $2, $3, $4) \
-    ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, \
-    prepare_pos = excluded.prepare_pos, updated_at = excluded.updated_at \
-    WHERE projection_checkpoints.commit_pos < excluded.commit_pos \
-    OR (projection_checkpoints.commit_pos = excluded.commit_pos \
-        AND projection_checkpoints.prepare_pos < excluded.prepare_pos)";
+/// Events per batch while following.
+const FOLLOW_BATCH: usize = 500;
+
+/// A projection behind a trait object, so the runner, the CLI and `verify` can hold
+/// every projection in one list.
+#[async_trait]
+pub trait AnyProjection: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// One batch into `target`: `Some(events applied)`, `None` if it raced.
+    async fn run_once(
+        &self,
+        store: &dyn EventStore,
+        db: &Db,
+        target: &Target,
+        batch: usize,
+    ) -> anyhow::Result<Option<usize>>;
+    async fn rebuild(
+        &self,
+        store: &Arc<dyn EventStore>,
+        db: &Db,
+        progress: ProgressFn<'_>,
+    ) -> anyhow::Result<RebuildReport>;
+    /// Replays everything up to `stop` into a fresh scratch table and returns every row
+    /// that differs from the live rows given (see `audit::verify`).
+    async fn replay_and_compare(
+        &self,
+        store: &Arc<dyn EventStore>,
+        db: &Db,
+        stop: Position,
+        live: crate::audit::verify::LiveRows,
+    ) -> anyhow::Result<Vec<crate::audit::verify::Difference>>;
+    /// The live rows and checkpoint, read from one consistent snapshot.
+    async fn snapshot(&self, db: &Db)
+    -> anyhow::Result<(Position, crate::audit::verify::LiveRows)>;
+}
+
+struct Of<P>(PhantomData<fn() -> P>);
+
+#[async_trait]
+impl<P: Projection> AnyProjection for Of<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn version(&self) -> u32 {
+        P::VERSION
+    }
+
+    async fn run_once(
+        &self,
+        store: &dyn EventStore,
+        db: &Db,
+        target: &Target,
+        batch: usize,
+    ) -> anyhow::Result<Option<usize>> {
+        batch::run_once::<P>(store, db, target, batch, None).await
+    }
+
+    async fn rebuild(
+        &self,
+        store: &Arc<dyn EventStore>,
+        db: &Db,
+        progress: ProgressFn<'_>,
+    ) -> anyhow::Result<RebuildReport> {
+        rebuild::rebuild::<P>(store, db, progress).await
+    }
+
+    async fn replay_and_compare(
+        &self,
+        store: &Arc<dyn EventStore>,
+        db: &Db,
+        stop: Position,
+        live: crate::audit::verify::LiveRows,
+    ) -> anyhow::Result<Vec<crate::audit::verify::Difference>> {
+        crate::audit::verify::replay_and_compare::<P>(store, db, stop, live).await
+    }
+
+    async fn snapshot(
+        &self,
+        db: &Db,
+    ) -> anyhow::Result<(Position, crate::audit::verify::LiveRows)> {
+        crate::audit::verify::snapshot::<P>(db).await
+    }
+}
+
+/// Every read model, in the order they are run.
+pub fn all_projections() -> Vec<Arc<dyn AnyProjection>> {
+    vec![
+        Arc::new(Of::<Executions>(PhantomData)),
+        Arc::new(Of::<AgentSummaries>(PhantomData)),
+        Arc::new(Of::<DailyAgentStats>(PhantomData)),
+    ]
+}
+
+/// The projection called `name`.
+pub fn projection(name: &str) -> Option<Arc<dyn AnyProjection>> {
+    all_projections().into_iter().find(|p| p.name() == name)
+}
 
 #[derive(Clone)]
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     db: Db,
     batch: usize,
+    projections: Arc<Vec<Arc<dyn AnyProjection>>>,
 }
 
 impl ProjectionRunner {
@@ -43,84 +140,104 @@ impl ProjectionRunner {
         ProjectionRunner {
             store,
             db,
-            batch: 500,
+            batch: FOLLOW_BATCH,
+            projections: Arc::new(all_projections()),
         }
     }
 
+    /// The `agent_test_executions` checkpoint.
     pub async fn checkpoint(&self) -> anyhow::Result<Position> {
-        let row = with_db_read!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT commit_pos, prepare_pos FROM projection_checkpoints WHERE name = $1",
-            )
-            .bind(EXECUTIONS_PROJECTION)
-            .fetch_optional(pool)
+        Ok(sql::read_checkpoint(&self.db, EXECUTIONS_PROJECTION)
             .await?
-            .map(|r| -> Result<Position, sqlx::Error> {
-                Ok(Position {
-                    commit: r.try_get::<i64, _>("commit_pos")? as u64,
-                    prepare: r.try_get::<i64, _>("prepare_pos")? as u64,
-                })
-            })
-            .transpose()?
-        });
-        Ok(row.unwrap_or(Position::START))
+            .map_or(Position::START, |c| c.position))
     }
 
-    /// Applies at most one batch of new events. Returns how many events were read.
+    /// Applies at most one batch of new events to every projection. Returns the most
+    /// events any of them applied.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let after = self.checkpoint().await?;
-        let events = self.store.read_all(after, self.batch).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
-        };
-        let groups = group_by_stream(&events);
-        let now = timestamp(Utc::now());
-        with_db!(&self.db, |pool| {
-            let mut tx = pool.begin().await?;
-            for (stream, stream_events) in &groups {
-                let id = &stream[crate::events::execution::STREAM_PREFIX.len()..];
-                let existing: Option<ExecutionRow> = load_row!(&mut *tx, id)?;
-                let folded = stream_events
-                    .iter()
-                    .fold(existing.clone(), |row, e| apply(row, e));
-                if folded != existing
-                    && let Some(row) = &folded
-                {
-                    upsert_row!(&mut *tx, row)?;
-                }
-            }
-            sqlx::query(CHECKPOINT_UPSERT)
-                .bind(EXECUTIONS_PROJECTION)
-                .bind(last.commit as i64)
-                .bind(last.prepare as i64)
-                .bind(&now)
-                .execute(&mut *tx)
+        let mut most = 0;
+        for p in self.projections.iter() {
+            let target = Target::live(p.name());
+            let applied = p
+                .run_once(self.store.as_ref(), &self.db, &target, self.batch)
                 .await?;
-            tx.commit().await?;
-        });
-        Ok(events.len())
+            most = most.max(applied.unwrap_or(0));
+        }
+        Ok(most)
     }
 
-    /// Applies batches until the projection has read everything visible now.
+    /// Applies batches until every projection has read everything visible now.
     pub async fn catch_up(&self) -> anyhow::Result<usize> {
         let mut total = 0;
-        loop {
-            let n = self.run_once().await?;
-            total += n;
-            if n < self.batch {
-                return Ok(total);
+        for p in self.projections.iter() {
+            let target = Target::live(p.name());
+            loop {
+                match p
+                    .run_once(self.store.as_ref(), &self.db, &target, self.batch)
+                    .await?
+                {
+                    None => continue,
+                    Some(n) => {
+                        total += n;
+                        if n < self.batch {
+                            break;
+                        }
+                    }
+                }
             }
         }
+        Ok(total)
+    }
+
+    /// Projections whose stored version is not the code's (they were written by another
+    /// version of the fold). A projection that never ran is not outdated: it starts from
+    /// the beginning anyway.
+    pub async fn outdated(&self) -> anyhow::Result<Vec<Arc<dyn AnyProjection>>> {
+        let mut outdated = Vec::new();
+        for p in self.projections.iter() {
+            if let Some(cp) = sql::read_checkpoint(&self.db, p.name()).await?
+                && cp.version != p.version()
+            {
+                outdated.push(p.clone());
+            }
+        }
+        Ok(outdated)
+    }
+
+    /// Rebuilds every outdated projection (the live tables are served meanwhile).
+    /// Returns the names rebuilt.
+    pub async fn rebuild_outdated(&self) -> anyhow::Result<Vec<&'static str>> {
+        let mut rebuilt = Vec::new();
+        for p in self.outdated().await? {
+            tracing::info!(
+                projection = p.name(),
+                version = p.version(),
+                "version changed: rebuilding"
+            );
+            p.rebuild(&self.store, &self.db, &|_| {}).await?;
+            rebuilt.push(p.name());
+        }
+        Ok(rebuilt)
     }
 
     /// Follows the store until `shutdown` turns true, then catches up one last time.
+    /// Outdated projections are rebuilt beside it first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let rebuilder = self.clone();
+        let rebuild = tokio::spawn(async move {
+            if let Err(e) = rebuilder.rebuild_outdated().await {
+                tracing::error!(
+                    "rebuilding outdated projections failed (retried at next start): {e:#}"
+                );
+            }
+        });
         let mut changes = self.store.changes();
         loop {
             if let Err(e) = self.catch_up().await {
-                tracing::warn!("projection {EXECUTIONS_PROJECTION} failed, will retry: {e:#}");
+                tracing::warn!("projections failed, will retry: {e:#}");
             }
             if *shutdown.borrow() {
+                rebuild.abort();
                 return;
             }
             tokio::select! {
@@ -136,18 +253,8 @@ impl ProjectionRunner {
             }
         }
     }
-}
 
-/// Execution streams in first-seen order, each with its events in order.
-fn group_by_stream(events: &[RecordedEvent]) -> Vec<(String, Vec<&RecordedEvent>)> {
-    let mut groups: Vec<(String, Vec<&RecordedEvent>)> = Vec::new();
-    let mut index = std::collections::HashMap::new();
-    for event in events.iter().filter(|e| is_execution_stream(&e.stream_id)) {
-        let i = *index.entry(event.stream_id.as_str()).or_insert_with(|| {
-            groups.push((event.stream_id.clone(), Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push(event);
+    pub fn projections(&self) -> &[Arc<dyn AnyProjection>] {
+        &self.projections
     }
-    groups
 }

@@ -89,6 +89,22 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// How many events follow `after` in global order (what [`read_all`](Self::read_all)
+    /// would return, read to the end), counting at most `cap`. Used for lag and progress.
+    async fn count_after(&self, after: Position, cap: u64) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut after = after;
+        while count < cap {
+            let batch = self.read_all(after, 1000).await?;
+            count += batch.len() as u64;
+            match batch.last() {
+                Some(last) if batch.len() == 1000 => after = last.position,
+                _ => break,
+            }
+        }
+        Ok(count.min(cap))
+    }
+
     /// A signal that changes after events may have been appended (in this process and,
     /// where the backend can tell, in others). Readers that caught up wait on it instead
     /// of polling.

@@ -27,8 +27,9 @@
 //!
 //! # Concurrency
 //!
-//! Appends run in `READ COMMITTED`: read the stream's revision, look up the event ids
-//! (idempotency), check the expected version, insert.
+//! Appends run in `READ COMMITTED`: read the stream's revision (and last hash, which the
+//! new events chain to: `events::chain`), look up the event ids (idempotency), check the
+//! expected version, insert.
 //! Two writers racing for the same revision are settled by the unique index on
 //! `(stream_id, revision)` (the second waits for the first, then gets a unique violation);
 //! the loser retries the whole append in a fresh transaction, which now sees the winner:
@@ -190,6 +191,20 @@ impl EventStore for PostgresEventStore {
             .collect()
     }
 
+    async fn count_after(&self, after: Position, cap: u64) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE (tx_id, seq) > ($1, $2) \
+             AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint LIMIT $3) t",
+        )
+        .bind(to_i64(after.commit))
+        .bind(to_i64(after.prepare))
+        .bind(to_i64(cap))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(to_u64(count))
+    }
+
     fn changes(&self) -> watch::Receiver<()> {
         self.changes.subscribe()
     }
@@ -249,12 +264,16 @@ async fn append_on(
     // stream's revision first, then the ids. If the ids are not stored at the later
     // snapshot, they were not at the earlier one either, and a version mismatch is a
     // real conflict, not a concurrent copy of this very append.
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(revision) FROM events WHERE stream_id = $1")
-            .bind(stream)
-            .fetch_one(&mut *conn)
-            .await?;
-    let current = current.map(to_u64);
+    // The last event also gives the hash the new events chain to (`events::chain`):
+    // a concurrent writer that extends the stream first makes our insert a unique
+    // violation, so a chain never forks.
+    let last: Option<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT revision, hash FROM events WHERE stream_id = $1 ORDER BY revision DESC LIMIT 1",
+    )
+    .bind(stream)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let current = last.as_ref().map(|(r, _)| to_u64(*r));
     let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     let stored = sqlx::query(
         "SELECT stream_id, revision, tx_id, seq FROM events \
@@ -276,20 +295,26 @@ async fn append_on(
         return outcome.map(|r| (r, false)).map_err(Failure::Store);
     }
     rules::check_expected(stream, expected, current).map_err(Failure::Store)?;
+    let mut previous =
+        rules::previous_hash(stream, last.and_then(|(_, h)| h)).map_err(Failure::Store)?;
 
     let mut revision = current.map_or(0, |r| r + 1);
     let mut last = Position::START;
     for event in events {
+        // `json` keeps the text as sent, so the hash covers exactly what is stored.
+        let (data, metadata) = (event.data.to_string(), event.metadata.to_string());
+        let hash = rules::chain(&mut previous, stream, revision, event, &data, &metadata);
         let row = sqlx::query(
-            "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata) \
-             VALUES ($1, $2, $3::uuid, $4, $5::json, $6::json) RETURNING tx_id, seq",
+            "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
+             hash) VALUES ($1, $2, $3::uuid, $4, $5::json, $6::json, $7) RETURNING tx_id, seq",
         )
         .bind(stream)
         .bind(to_i64(revision))
         .bind(event.event_id.to_string())
         .bind(&event.event_type)
-        .bind(event.data.to_string())
-        .bind(event.metadata.to_string())
+        .bind(data)
+        .bind(metadata)
+        .bind(hash)
         .fetch_one(&mut *conn)
         .await?;
         last = position(&row)?;

@@ -8,7 +8,8 @@
 //! `Position { commit: seq, prepare: seq }`. Every append runs in one `BEGIN IMMEDIATE`
 //! transaction on the single writer connection of [`SqliteDb`], so write transactions are
 //! serialized: sequence numbers are handed out in commit order and a reader can never see
-//! `seq` N+1 before N. Reads go through the reader pool (WAL: readers run beside the
+//! `seq` N+1 before N. Each row's `hash` chains it to the previous event of its stream
+//! (`events::chain`), computed in the same transaction. Reads go through the reader pool (WAL: readers run beside the
 //! writer). [`EventStore::changes`] only sees appends made through this process's store;
 //! subscribers re-check periodically for writes from elsewhere.
 
@@ -86,31 +87,38 @@ impl EventStore for SqliteEventStore {
             return outcome; // nothing written; the transaction rolls back on drop
         }
 
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(revision) FROM events WHERE stream_id = ?1")
-                .bind(stream)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let current = current.map(to_u64);
+        // The stream's last event: its revision for the version check, its hash to
+        // chain the new events to (see `events::chain`).
+        let last: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT revision, hash FROM events WHERE stream_id = ?1 \
+             ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(stream)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let current = last.as_ref().map(|(r, _)| to_u64(*r));
         rules::check_expected(stream, expected, current)?;
+        let mut previous = rules::previous_hash(stream, last.and_then(|(_, h)| h))?;
 
         let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let mut revision = current.map_or(0, |r| r + 1);
         let mut seq = 0;
         for event in &events {
+            let (data, metadata) = (event.data.to_string(), event.metadata.to_string());
+            let hash = rules::chain(&mut previous, stream, revision, event, &data, &metadata);
             seq = sqlx::query_scalar(
-                "INSERT INTO events \
-                 (stream_id, revision, event_id, event_type, data, metadata, recorded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+                "INSERT INTO events (stream_id, revision, event_id, event_type, data, \
+                 metadata, recorded_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
             )
             .bind(stream)
             .bind(to_i64(revision))
             .bind(event.event_id.to_string())
             .bind(&event.event_type)
-            .bind(event.data.to_string())
-            .bind(event.metadata.to_string())
+            .bind(data)
+            .bind(metadata)
             .bind(&recorded_at)
+            .bind(hash)
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -178,6 +186,23 @@ impl EventStore for SqliteEventStore {
             .iter()
             .map(decode)
             .collect()
+    }
+
+    async fn count_after(&self, after: Position, cap: u64) -> Result<u64, StoreError> {
+        let first = if after.prepare < after.commit {
+            after.commit
+        } else {
+            after.commit.saturating_add(1)
+        };
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE seq >= ?1 LIMIT ?2)",
+        )
+        .bind(to_i64(first))
+        .bind(to_i64(cap))
+        .fetch_one(&self.db.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(to_u64(count))
     }
 
     fn changes(&self) -> watch::Receiver<()> {
@@ -251,7 +276,50 @@ pub(super) mod rules {
     use std::collections::HashSet;
 
     use super::super::{AppendResult, ExpectedVersion, StoreError};
+    use crate::events::chain::{self, ChainedEvent, Hash};
     use crate::events::envelope::{NewEvent, Position};
+
+    /// The hash new events chain to, from the stream's last stored hash (`None`: the
+    /// stream is new, or its last event predates hashes — the chain starts here).
+    pub(in crate::events::store) fn previous_hash(
+        stream: &str,
+        stored: Option<String>,
+    ) -> Result<Option<Hash>, StoreError> {
+        stored
+            .map(|h| {
+                chain::from_hex(&h).ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "the last event of {stream} has a malformed hash {h:?}: \
+                         refusing to extend a damaged chain"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// The stored (hex) hash of `event` at `revision`, and advances `previous` to it.
+    pub(in crate::events::store) fn chain(
+        previous: &mut Option<Hash>,
+        stream: &str,
+        revision: u64,
+        event: &NewEvent,
+        data: &str,
+        metadata: &str,
+    ) -> String {
+        let hash = chain::event_hash(
+            previous.as_ref(),
+            &ChainedEvent {
+                stream_id: stream,
+                revision,
+                event_id: &event.event_id,
+                event_type: &event.event_type,
+                data,
+                metadata,
+            },
+        );
+        *previous = Some(hash);
+        chain::to_hex(&hash)
+    }
 
     /// An event already stored under one of the ids being appended.
     #[derive(Debug)]

@@ -1,0 +1,184 @@
+//! Shadow tables: copies of a read model's table that a rebuild (or `hookrun verify`)
+//! fills beside the live one, and the atomic swap that puts a rebuilt copy in place.
+//!
+//! A shadow is created from the live table itself (SQLite: its stored `CREATE TABLE`;
+//! PostgreSQL: `LIKE … INCLUDING DEFAULTS INCLUDING CONSTRAINTS` plus the primary key),
+//! so it always has the columns the migrations gave the live table. It starts with the
+//! primary key only — rows go in faster without the secondary indexes, which are built
+//! once at the end under the live table's index names.
+
+use sqlx::Row;
+
+use super::batch::Target;
+use super::sql::{self, Tx};
+use crate::db::Db;
+use crate::events::Position;
+
+pub async fn table_exists(db: &Db, table: &str) -> Result<bool, sqlx::Error> {
+    Ok(match db {
+        Db::Sqlite(s) => {
+            sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1")
+                .bind(table)
+                .fetch_optional(&s.writer)
+                .await?
+                .is_some()
+        }
+        Db::Postgres(pg) => sqlx::query(
+            "SELECT 1 FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_optional(pg)
+        .await?
+        .is_some(),
+    })
+}
+
+/// Makes `shadow` an empty copy of `live` at the start of the history, or keeps it as
+/// it is when `resume` and it was left, at `version`, by an interrupted run (its rows
+/// and checkpoint were committed together, so it can simply carry on).
+/// Returns the shadow's checkpoint.
+pub async fn prepare(
+    db: &Db,
+    live: &str,
+    key: &str,
+    shadow: &Target,
+    version: u32,
+    resume: bool,
+) -> anyhow::Result<Position> {
+    if resume
+        && let Some(cp) = sql::read_checkpoint(db, &shadow.checkpoint).await?
+        && cp.version == version
+        && table_exists(db, &shadow.table).await?
+    {
+        return Ok(cp.position);
+    }
+    let mut tx = Tx::begin(db, &[&shadow.checkpoint]).await?;
+    let table = &shadow.table;
+    tx.execute(format!("DROP TABLE IF EXISTS \"{table}\""))
+        .await?;
+    let create = match &mut tx {
+        Tx::Sqlite(t) => {
+            let stored: String = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
+            .bind(live)
+            .fetch_one(&mut **t)
+            .await?;
+            let columns = stored
+                .find('(')
+                .map(|i| &stored[i..])
+                .ok_or_else(|| anyhow::anyhow!("unexpected definition of {live}: {stored}"))?;
+            vec![format!("CREATE TABLE \"{table}\" {columns}")]
+        }
+        Tx::Postgres(_) => vec![
+            format!(
+                "CREATE TABLE \"{table}\" (LIKE \"{live}\" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ),
+            format!(
+                "ALTER TABLE \"{table}\" ADD CONSTRAINT \"{table}_pkey\" PRIMARY KEY (\"{key}\")"
+            ),
+        ],
+    };
+    for statement in create {
+        tx.execute(statement).await?;
+    }
+    sql::set_checkpoint(&mut tx, &shadow.checkpoint, Position::START, version).await?;
+    tx.commit().await?;
+    Ok(Position::START)
+}
+
+/// Drops a shadow and its checkpoint.
+pub async fn drop(db: &Db, shadow: &Target) -> anyhow::Result<()> {
+    let mut tx = Tx::begin(db, &[&shadow.checkpoint]).await?;
+    tx.execute(format!("DROP TABLE IF EXISTS \"{}\"", shadow.table))
+        .await?;
+    sql::delete_checkpoint(&mut tx, &shadow.checkpoint).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The live table's secondary indexes: `(name, definition)`.
+async fn secondary_indexes(tx: &mut Tx, live: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = match tx {
+        Tx::Sqlite(t) => sqlx::query(
+            "SELECT name, sql AS def FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL ORDER BY name",
+        )
+        .bind(live)
+        .fetch_all(&mut **t)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("def")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?,
+        Tx::Postgres(t) => sqlx::query(
+            "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = $1::regclass AND NOT i.indisprimary ORDER BY c.relname",
+        )
+        .bind(live)
+        .fetch_all(&mut **t)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("def")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?,
+    };
+    Ok(rows)
+}
+
+/// PostgreSQL: builds the live table's secondary indexes on the shadow, under
+/// temporary names, before the swap — so the swap itself only renames. (SQLite cannot
+/// rename an index: it builds them inside the swap.)
+pub async fn index_before_swap(db: &Db, live: &str, shadow: &Target) -> anyhow::Result<()> {
+    let Db::Postgres(_) = db else {
+        return Ok(());
+    };
+    let mut tx = Tx::begin(db, &[&shadow.checkpoint]).await?;
+    for (name, def) in secondary_indexes(&mut tx, live).await? {
+        let using = def
+            .find(" USING ")
+            .map(|i| &def[i..])
+            .ok_or_else(|| anyhow::anyhow!("unexpected index definition {def}"))?;
+        let unique = if def.starts_with("CREATE UNIQUE") {
+            "UNIQUE "
+        } else {
+            ""
+        };
+        tx.execute(format!("DROP INDEX IF EXISTS \"{name}__rebuild\""))
+            .await?;
+        tx.execute(format!(
+            "CREATE {unique}INDEX \"{name}__rebuild\" ON \"{}\"{using}",
+            shadow.table
+        ))
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Inside the swap transaction: replaces `live` by `shadow` under the live names.
+pub async fn swap_in(tx: &mut Tx, live: &str, shadow: &str) -> anyhow::Result<()> {
+    let indexes = secondary_indexes(tx, live).await?;
+    let postgres = tx.is_postgres();
+    tx.execute(format!("DROP TABLE \"{live}\"")).await?;
+    tx.execute(format!("ALTER TABLE \"{shadow}\" RENAME TO \"{live}\""))
+        .await?;
+    if postgres {
+        tx.execute(format!(
+            "ALTER TABLE \"{live}\" RENAME CONSTRAINT \"{shadow}_pkey\" TO \"{live}_pkey\""
+        ))
+        .await?;
+        for (name, _) in indexes {
+            tx.execute(format!(
+                "ALTER INDEX \"{name}__rebuild\" RENAME TO \"{name}\""
+            ))
+            .await?;
+        }
+    } else {
+        for (_, def) in indexes {
+            // The stored definition names the live table, which the shadow now is.
+            tx.execute(def).await?;
+        }
+    }
+    Ok(())
+}
