@@ -170,7 +170,9 @@ impl Projection for AgentSummaries {
                     AgentEvent::AgentRegistered { .. } => return Some(row), // a repeat
                     AgentEvent::AgentPaused { .. } => Some("paused"),
                     AgentEvent::AgentActivated { .. } => Some("active"),
-                    AgentEvent::AgentLlmKeySet { .. } => None,
+                    AgentEvent::AgentLlmKeySet { .. }
+                    | AgentEvent::AgentUpdated { .. }
+                    | AgentEvent::WebhookSecretRotated { .. } => None,
                 };
                 if let Some(status) = status {
                     row.status = status.into();
