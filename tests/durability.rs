@@ -26,7 +26,42 @@ on_both_backends!(
     retry_after_from_the_gateway_is_honoured,
     an_execution_whose_node_died_is_resumed_without_repeating_recorded_steps,
     a_full_node_answers_503_and_stores_nothing,
+    an_execution_past_its_deadline_fails_with_deadline_exceeded,
 );
+
+async fn an_execution_past_its_deadline_fails_with_deadline_exceeded(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        "deadline",
+        &[("HOOKRUN_EXECUTION_DEADLINE_S", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("too late"))
+                .set_delay(std::time::Duration::from_secs(5)),
+        )
+        .with_priority(1)
+        .mount(&app.gateway)
+        .await;
+    let (key, agent) = app.tenant_with_agent("acme").await;
+    let id = accepted(app.send_signed(&agent, b"{}", "d1").await).await;
+    let row = app.wait_terminal(&key, &id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["error_kind"].as_str()),
+        (Some("failed"), Some("deadline_exceeded")),
+        "{row}"
+    );
+    assert!(
+        row["duration_ms"].as_i64().unwrap() < 4_000,
+        "the call was cut at the deadline: {row}"
+    );
+}
 
 /// An agent whose retries wait milliseconds, not seconds.
 async fn fast_retry_agent(app: &TestApp, key: &str, max_attempts: u32) -> Agent {

@@ -230,7 +230,20 @@ async fn an_unreachable_gateway_fails_the_execution_naming_the_url(backend: Back
     else {
         return;
     };
-    let (key, agent) = app.tenant_with_agent("acme").await;
+    let key = app.create_tenant("acme").await;
+    let retry = json!({"max_attempts": 2, "base_delay_ms": 5, "max_delay_ms": 10});
+    let body =
+        json!({"name": "n", "system_prompt": "p", "llm_config": {"model": "m", "retry": retry}});
+    let v: Value = app
+        .create_agent_with(&key, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = support::app::Agent {
+        id: v["agent_id"].as_str().unwrap().into(),
+        secret: v["webhook_secret"].as_str().unwrap().into(),
+    };
     let id = accepted_execution_id(app.send_signed(&agent, b"{}", "d1").await).await;
     let row = app.wait_terminal(&key, &id).await;
     assert_eq!(row["status"], "failed");
@@ -240,6 +253,7 @@ async fn an_unreachable_gateway_fails_the_execution_naming_the_url(backend: Back
         "{error}"
     );
     assert_eq!(row["error_kind"], "connect");
+    assert_eq!(row["attempts"], 2, "a connection failure is retried");
 }
 
 async fn a_repeated_delivery_is_a_duplicate_with_the_same_execution_id(backend: Backend) {
@@ -288,18 +302,14 @@ async fn a_full_agent_queue_answers_429_and_stores_nothing(backend: Backend) {
     let Some(app) = spawn_app_with(backend, "backpressure", &extra).await else {
         return;
     };
-    // A gateway that holds the first execution until the test lets it go.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = std::sync::Mutex::new(held);
+    // A slow gateway keeps the first execution in flight while the second arrives.
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(move |_: &wiremock::Request| {
-            let _ = held
-                .lock()
-                .unwrap()
-                .recv_timeout(std::time::Duration::from_secs(10));
-            ResponseTemplate::new(200).set_body_json(completion("late"))
-        })
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("late"))
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
         .with_priority(1)
         .mount(&app.gateway)
         .await;
@@ -314,7 +324,6 @@ async fn a_full_agent_queue_answers_429_and_stores_nothing(backend: Backend) {
     );
     let error = assert_error(busy, 429).await;
     assert_eq!(error["code"], "agent_busy");
-    release.send(()).unwrap();
     assert_eq!(app.wait_terminal(&key, &first).await["status"], "succeeded");
     assert_eq!(
         app.execution_count().await,

@@ -166,16 +166,18 @@ async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError>
         agent: &agent,
         stream: &stream,
         state: job.state,
+        claim: None,
     };
     let deadline = rec.state.queued_at + deps.deadline;
     let now = Utc::now();
-    rec.record(&[ExecutionEvent::ExecutionStarted {
+    // The claim is appended together with the first thing this node records (normally
+    // the first `LlmCalled`): one append instead of two, and still before the call.
+    rec.claim = Some(ExecutionEvent::ExecutionStarted {
         node: deps.node_id.clone(),
         attempt: rec.state.claims + 1,
         lease_expires_at: deadline.max(now),
         started_at: now,
-    }])
-    .await?;
+    });
 
     let tenant_key = match &agent.llm_key_sealed {
         None => None,
@@ -264,6 +266,14 @@ async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError>
                     continue;
                 }
                 rec.record(&[failed_call(attempt, &error, None)]).await?;
+                if Utc::now() >= deadline {
+                    let message = format!(
+                        "the execution deadline of {} s passed (last error: {})",
+                        deps.deadline.as_secs(),
+                        error.message
+                    );
+                    return rec.fail("deadline_exceeded", message).await;
+                }
                 return rec.fail(error.kind, error.message).await;
             }
         }
@@ -308,10 +318,24 @@ struct Recorder<'a> {
     agent: &'a AgentRecord,
     stream: &'a str,
     state: ExecutionState,
+    /// This node's `ExecutionStarted`, not yet appended: it goes first in the next append.
+    claim: Option<ExecutionEvent>,
 }
 
 impl Recorder<'_> {
     async fn record(&mut self, events: &[ExecutionEvent]) -> Result<(), StoreError> {
+        match self.claim.take() {
+            Some(claim) => {
+                let with_claim: Vec<ExecutionEvent> = std::iter::once(claim)
+                    .chain(events.iter().cloned())
+                    .collect();
+                self.append(&with_claim).await
+            }
+            None => self.append(events).await,
+        }
+    }
+
+    async fn append(&mut self, events: &[ExecutionEvent]) -> Result<(), StoreError> {
         let mut batch = Vec::with_capacity(events.len());
         let mut causation = self.state.last_event;
         for (i, event) in events.iter().enumerate() {
