@@ -227,6 +227,9 @@ impl Application {
         for task in self.background {
             let _ = task.await;
         }
+        // The last requests' audit records are queued in memory: write them first.
+        let flush = self.state.audit.flush();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), flush).await;
         self.state.db.close().await;
         tracing::info!("hookrun stopped");
         Ok(())
