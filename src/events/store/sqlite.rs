@@ -5,10 +5,11 @@
 //! PostgreSQL backend shares.
 //!
 //! Global order is the table's `seq` (`INTEGER PRIMARY KEY AUTOINCREMENT`), with
-//! `Position { commit: seq, prepare: seq }`. Every append runs in one `BEGIN IMMEDIATE`
-//! transaction on the single writer connection of [`SqliteDb`], so write transactions are
-//! serialized: sequence numbers are handed out in commit order and a reader can never see
-//! `seq` N+1 before N. Each row's `hash` chains it to the previous event of its stream
+//! `Position { commit: seq, prepare: seq }`. Appends go to one writer task on the single
+//! writer connection of [`SqliteDb`], which commits whatever appends are waiting in one
+//! `BEGIN IMMEDIATE` transaction (group commit: one fsync for the batch, each append in
+//! its own savepoint). Write transactions are serialized, so sequence numbers are handed
+//! out in commit order and a reader can never see `seq` N+1 before N. Each row's `hash` chains it to the previous event of its stream
 //! (`events::chain`), computed in the same transaction. Reads go through the reader pool (WAL: readers run beside the
 //! writer). [`EventStore::changes`] only sees appends made through this process's store;
 //! subscribers re-check periodically for writes from elsewhere.
@@ -16,8 +17,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-use tokio::sync::watch;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{AppendResult, EventStore, ExpectedVersion, StoreError};
@@ -31,83 +32,147 @@ const COLUMNS: &str = "seq, stream_id, revision, event_id, event_type, data, met
 pub struct SqliteEventStore {
     db: SqliteDb,
     changes: watch::Sender<()>,
+    writer: mpsc::Sender<AppendRequest>,
 }
+
+/// One append waiting for the group commit.
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// Appends committed together at most (one transaction, one fsync).
+const GROUP_COMMIT_MAX: usize = 256;
 
 impl SqliteEventStore {
     /// A store over `db` (migrations must have been applied, as `Db::open_sqlite_file` does).
+    /// Starts the writer task on the current tokio runtime.
     pub fn new(db: SqliteDb) -> Self {
+        let (writer, requests) = mpsc::channel(4 * GROUP_COMMIT_MAX);
+        let changes = watch::Sender::new(());
+        tokio::spawn(group_commit(db.writer.clone(), requests, changes.clone()));
         SqliteEventStore {
             db,
-            changes: watch::Sender::new(()),
+            changes,
+            writer,
         }
     }
 }
 
-#[async_trait]
-impl EventStore for SqliteEventStore {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        rules::check_not_empty(stream, &events)?;
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+/// The writer task: takes every append waiting, runs each in its own savepoint of one
+/// `BEGIN IMMEDIATE` transaction, commits once, then answers each. A commit is an
+/// fsync (`synchronous = FULL`): batching makes it one per batch instead of one per
+/// append, and every answer still comes after its events are on disk. An append that
+/// fails (a conflict, say) rolls back to its savepoint and leaves the others alone.
+async fn group_commit(
+    pool: SqlitePool,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    changes: watch::Sender<()>,
+) {
+    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
+    while requests.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
+        let results = match commit_batch(&pool, &batch).await {
+            Ok(results) => results,
+            Err(e) => batch
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect(),
+        };
+        if results.iter().any(Result::is_ok) {
+            changes.send_replace(());
+        }
+        for (request, result) in batch.drain(..).zip(results) {
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+async fn commit_batch(
+    pool: &SqlitePool,
+    batch: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for request in batch {
+        sqlx::query("SAVEPOINT append")
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
-        let ids_json =
-            serde_json::to_string(&ids).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let stored = sqlx::query(
-            "SELECT stream_id, revision, seq FROM events \
-             WHERE event_id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(ids_json)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .iter()
-        .map(|row| {
-            let seq = to_u64(row.try_get("seq").map_err(map_err)?);
-            Ok(rules::StoredId {
-                stream_id: row.try_get("stream_id").map_err(map_err)?,
-                revision: to_u64(row.try_get("revision").map_err(map_err)?),
-                position: Position {
-                    commit: seq,
-                    prepare: seq,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        if let Some(outcome) = rules::already_stored(stream, &events, &stored) {
-            return outcome; // nothing written; the transaction rolls back on drop
+        let result = append_in(&mut tx, &request.stream, request.expected, &request.events).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO append")
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
+        sqlx::query("RELEASE append")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        results.push(result);
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(results)
+}
 
-        // The stream's last event: its revision for the version check, its hash to
-        // chain the new events to (see `events::chain`).
-        let last: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT revision, hash FROM events WHERE stream_id = ?1 \
+/// One append inside the writer's transaction.
+async fn append_in(
+    conn: &mut sqlx::SqliteConnection,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendResult, StoreError> {
+    rules::check_not_empty(stream, events)?;
+    let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+    let ids_json = serde_json::to_string(&ids).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let stored = sqlx::query(
+        "SELECT stream_id, revision, seq FROM events \
+             WHERE event_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?
+    .iter()
+    .map(|row| {
+        let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+        Ok(rules::StoredId {
+            stream_id: row.try_get("stream_id").map_err(map_err)?,
+            revision: to_u64(row.try_get("revision").map_err(map_err)?),
+            position: Position {
+                commit: seq,
+                prepare: seq,
+            },
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    if let Some(outcome) = rules::already_stored(stream, events, &stored) {
+        return outcome; // nothing written
+    }
+
+    // The stream's last event: its revision for the version check, its hash to
+    // chain the new events to (see `events::chain`).
+    let last: Option<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT revision, hash FROM events WHERE stream_id = ?1 \
              ORDER BY revision DESC LIMIT 1",
-        )
-        .bind(stream)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let current = last.as_ref().map(|(r, _)| to_u64(*r));
-        rules::check_expected(stream, expected, current)?;
-        let mut previous = rules::previous_hash(stream, last.and_then(|(_, h)| h))?;
+    )
+    .bind(stream)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let current = last.as_ref().map(|(r, _)| to_u64(*r));
+    rules::check_expected(stream, expected, current)?;
+    let mut previous = rules::previous_hash(stream, last.and_then(|(_, h)| h))?;
 
-        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut revision = current.map_or(0, |r| r + 1);
-        let mut seq = 0;
-        for event in &events {
-            let (data, metadata) = (event.data.to_string(), event.metadata.to_string());
-            let hash = rules::chain(&mut previous, stream, revision, event, &data, &metadata);
-            seq = sqlx::query_scalar(
+    let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let mut revision = current.map_or(0, |r| r + 1);
+    let mut seq = 0;
+    for event in events {
+        let (data, metadata) = (event.data.to_string(), event.metadata.to_string());
+        let hash = rules::chain(&mut previous, stream, revision, event, &data, &metadata);
+        seq = sqlx::query_scalar(
                 "INSERT INTO events (stream_id, revision, event_id, event_type, data, \
                  metadata, recorded_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
             )
@@ -119,22 +184,40 @@ impl EventStore for SqliteEventStore {
             .bind(metadata)
             .bind(&recorded_at)
             .bind(hash)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await
             .map_err(map_err)?;
-            revision += 1;
-        }
-        tx.commit().await.map_err(map_err)?;
-        self.changes.send_replace(());
+        revision += 1;
+    }
+    let seq = to_u64(seq);
+    Ok(AppendResult {
+        next_expected_version: revision - 1,
+        position: Position {
+            commit: seq,
+            prepare: seq,
+        },
+    })
+}
 
-        let seq = to_u64(seq);
-        Ok(AppendResult {
-            next_expected_version: revision - 1,
-            position: Position {
-                commit: seq,
-                prepare: seq,
-            },
-        })
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        rules::check_not_empty(stream, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        let gone = || StoreError::Unavailable("the SQLite writer has stopped".into());
+        self.writer.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn read_stream(
