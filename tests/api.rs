@@ -1,20 +1,10 @@
 //! The admin and tenant API: authentication, validation and tenant isolation.
 
+#[macro_use]
 mod support;
 
 use serde_json::{Value, json};
 use support::app::{ADMIN_TOKEN, Backend, assert_error, spawn_app};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     a_tenant_never_sees_another_tenants_agents_secrets_or_executions,

@@ -2,21 +2,11 @@
 //! row holds, paging, the bounds that keep floods from filling the disk, the CLI,
 //! and that recording can never turn an accepted webhook into an error.
 
+#[macro_use]
 mod support;
 
 use serde_json::Value;
 use support::app::{Backend, assert_error, spawn_app, spawn_app_with};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     every_webhook_request_is_recorded_with_its_outcome_newest_first,

@@ -1,6 +1,7 @@
 //! Durable execution: retries with backoff, recovery of executions whose node died,
 //! the global in-flight limit, and a store outage — on SQLite and PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use chrono::{DateTime, Utc};
@@ -8,17 +9,6 @@ use serde_json::{Value, json};
 use support::app::{Agent, Backend, TestApp, assert_error, completion, spawn_app, spawn_app_with};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     transient_gateway_failures_are_retried_until_the_call_succeeds,

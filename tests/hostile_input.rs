@@ -2,21 +2,11 @@
 //! PostgreSQL: odd bodies, odd signature headers, and rate limits. Each refusal is a
 //! JSON error that says what to fix, and stores no execution.
 
+#[macro_use]
 mod support;
 
 use serde_json::Value;
 use support::app::{Backend, TestApp, assert_error, github_signature, spawn_app_with};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     odd_bodies_are_refused_with_a_reason,

@@ -3,22 +3,12 @@
 //! /api route hides other tenants' resources (404) and refuses a missing, wrong,
 //! revoked or admin credential where a tenant key is needed (401).
 
+#[macro_use]
 mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::app::{ADMIN_TOKEN, Backend, TestApp, assert_error, spawn_app};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     the_admin_issues_lists_and_revokes_tenant_keys,

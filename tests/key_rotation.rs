@@ -3,23 +3,13 @@
 //! interrupted run, everything still opens with A configured as old, a re-run
 //! finishes, and then A can be removed.
 
+#[macro_use]
 mod support;
 
 use base64::Engine;
 use hookrun::crypto::MasterKey;
 use serde_json::{Value, json};
 use support::app::{Agent, Backend, TestApp, spawn_app, spawn_app_with, test_master_key};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(an_interrupted_master_key_rotation_loses_nothing_and_can_be_rerun);
 

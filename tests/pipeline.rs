@@ -1,6 +1,7 @@
 //! The webhook-to-execution pipeline through the real HTTP server, on SQLite and on
 //! PostgreSQL: happy path, keys, gateway failures, duplicates and backpressure.
 
+#[macro_use]
 mod support;
 
 use serde_json::{Value, json};
@@ -10,17 +11,6 @@ use support::app::{
 };
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     a_signed_webhook_runs_the_agent_and_the_read_model_shows_the_result,

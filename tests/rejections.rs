@@ -1,21 +1,11 @@
 //! Every way a webhook can be refused: the status, the JSON error, and that nothing
 //! was stored — on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
 use support::app::{Backend, TestApp, assert_error, github_signature, spawn_app_with};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(every_rejection_has_its_status_and_json_error_and_stores_nothing);
 

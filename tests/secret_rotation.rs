@@ -2,23 +2,13 @@
 //! PostgreSQL: the previous secret verifies until its overlap ends, the event never
 //! carries a secret, and the CLI creates, signs for and rotates agents of each scheme.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::app::{Agent, Backend, TestApp, assert_error, spawn_app};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     a_rotated_secret_keeps_the_previous_one_verifying_until_it_expires,

@@ -2,22 +2,12 @@
 //! schemes per agent (a Standard Webhooks sender using the reference library),
 //! replay windows, and idempotent parallel deliveries.
 
+#[macro_use]
 mod support;
 
 use hookrun::webhook::{sign_standard, sign_stripe};
 use serde_json::{Value, json};
 use support::app::{Agent, Backend, TestApp, assert_error, spawn_app};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     a_standard_webhooks_sender_using_the_reference_library_is_accepted,

@@ -1,6 +1,20 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+/// Runs each named `async fn(Backend)` as two tests, `sqlite::name` and
+/// `postgres::name` (the calling file must have `Backend` in scope).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
 pub mod app;
 pub mod pg;
 pub mod process;
