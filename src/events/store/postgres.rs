@@ -36,8 +36,12 @@
 //! a conflict for `NoStream`/`Exact` (with the actual revision), idempotent success when
 //! the winner stored the same event ids, a new revision for `Any`.
 //!
-//! Each append also does `pg_notify('hookrun_events', stream)`, delivered at commit; a
-//! background `PgListener` bumps [`EventStore::changes`] so readers in every process wake.
+//! After a commit, readers in this process are woken at once through
+//! [`EventStore::changes`]; other processes through `NOTIFY hookrun_events`, sent by a
+//! background task at most every few milliseconds and never inside an append: a
+//! transaction that notifies holds PostgreSQL's global notify-queue lock from pre-commit
+//! to the end of its commit, which made every append commit alone. A background
+//! `PgListener` turns the notifications into [`EventStore::changes`] signals.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +50,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -64,12 +68,17 @@ const SELECT: &str = "SELECT seq, tx_id, stream_id, revision, event_id::text AS 
      event_type, data::text AS data, metadata::text AS metadata, \
      (extract(epoch FROM recorded_at) * 1000000)::bigint AS recorded_us FROM events";
 
-/// The PostgreSQL event store. Dropping it stops its listener task.
+/// Shortest time between two `NOTIFY`s of this process (appends in between share one).
+const NOTIFY_COALESCE: Duration = Duration::from_millis(5);
+
+/// The PostgreSQL event store. Dropping it stops its listener and notifier tasks.
 #[derive(Debug)]
 pub struct PostgresEventStore {
     pool: PgPool,
     changes: Arc<watch::Sender<()>>,
+    appended: Arc<Notify>,
     _listener: AbortOnDrop,
+    _notifier: AbortOnDrop,
 }
 
 #[derive(Debug)]
@@ -89,11 +98,31 @@ impl PostgresEventStore {
         listener.listen(NOTIFY_CHANNEL).await.map_err(map_err)?;
         let changes = Arc::new(watch::Sender::new(()));
         let task = tokio::spawn(forward_notifications(listener, Arc::clone(&changes)));
+        let appended = Arc::new(Notify::new());
+        let notifier = tokio::spawn(notify_other_processes(pool.clone(), Arc::clone(&appended)));
         Ok(PostgresEventStore {
             pool,
             changes,
+            appended,
             _listener: AbortOnDrop(task),
+            _notifier: AbortOnDrop(notifier),
         })
+    }
+}
+
+/// Sends one `NOTIFY` for every burst of appends (a `Notify` permit coalesces them).
+async fn notify_other_processes(pool: PgPool, appended: Arc<Notify>) {
+    loop {
+        appended.notified().await;
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&pool)
+            .await;
+        if let Err(e) = sent {
+            // Readers elsewhere still re-check on their own (subscription::RECHECK).
+            tracing::debug!(error = %e, "could not notify other processes of new events");
+        }
+        tokio::time::sleep(NOTIFY_COALESCE).await;
     }
 }
 
@@ -130,6 +159,7 @@ impl EventStore for PostgresEventStore {
                     if written {
                         tx.commit().await.map_err(map_err)?;
                         self.changes.send_replace(());
+                        self.appended.notify_one();
                     }
                     return Ok(result);
                 }
@@ -320,11 +350,6 @@ async fn append_on(
         last = position(&row)?;
         revision += 1;
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(stream)
-        .execute(&mut *conn)
-        .await?;
     Ok((
         AppendResult {
             next_expected_version: revision - 1,
