@@ -2,11 +2,13 @@
 //! Handlers parse input into domain types, call the catalog or the actors, and read
 //! projections; they hold no state of their own beyond [`AppState`].
 
+mod agent_reads;
 mod agents;
 mod auth;
 pub mod error;
 mod executions;
 mod health;
+mod projections;
 mod tenants;
 mod webhooks;
 
@@ -48,6 +50,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(|e, _| {
             error::ApiError::bad_request("invalid_path", e.to_string()).into()
         }))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            error::ApiError::bad_request("invalid_query", e.to_string()).into()
+        }))
         .route("/healthz", web::get().to(health::healthz))
         .route("/metrics", web::get().to(health::metrics))
         .route(
@@ -60,6 +65,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/tenants", web::post().to(tenants::create))
         .route("/api/agents", web::post().to(agents::create))
+        .route("/api/agents", web::get().to(agent_reads::list))
+        .route(
+            "/api/agents/{agent_id}/executions",
+            web::get().to(agent_reads::executions),
+        )
+        .route(
+            "/api/agents/{agent_id}/events",
+            web::get().to(agent_reads::events),
+        )
+        .route(
+            "/api/agents/{agent_id}/stats/daily",
+            web::get().to(agent_reads::daily_stats),
+        )
+        .route("/api/projections", web::get().to(projections::list))
         .route("/api/agents/{agent_id}", web::get().to(agents::get))
         .route("/api/agents/{agent_id}", web::patch().to(agents::update))
         .route(

@@ -33,6 +33,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub backend: Backend,
     pub state: actix_web::web::Data<hookrun::http::AppState>,
+    /// The settings the server was started with (the CLI and other nodes reuse them).
+    pub env: HashMap<String, String>,
 }
 
 /// A completion as the gateway would send it.
@@ -81,13 +83,23 @@ pub async fn spawn_app_with(
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
+    Some(launch(env, backend, gateway, dir).await)
+}
+
+/// Starts a server with exactly these settings.
+async fn launch(
+    env: HashMap<String, String>,
+    backend: Backend,
+    gateway: MockServer,
+    dir: tempfile::TempDir,
+) -> TestApp {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let projector = app.projector();
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
-    Some(TestApp {
+    TestApp {
         address,
         client: reqwest::Client::new(),
         gateway,
@@ -95,7 +107,18 @@ pub async fn spawn_app_with(
         dir,
         backend,
         state,
-    })
+        env,
+    }
+}
+
+/// Runs the `hookrun` binary with these settings (blocking).
+pub fn run_cli(env: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookrun"));
+    cmd.args(args).env("HOOKRUN_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hookrun")
 }
 
 /// `sha256=<hex>` keyed by the base64-decoded secret, as the seed system's senders do.
@@ -114,6 +137,21 @@ pub struct Agent {
 }
 
 impl TestApp {
+    /// Another server on the same database and settings: a restart, or a second node.
+    /// (It talks to this app's gateway; its own `gateway` and `dir` are unused.)
+    pub async fn another_node(&self) -> TestApp {
+        let mut env = self.env.clone();
+        env.insert("HOOKRUN_LISTEN".into(), "127.0.0.1:0".into());
+        let gateway = MockServer::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        launch(env, self.backend, gateway, dir).await
+    }
+
+    /// Runs the `hookrun` binary with this app's settings.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        run_cli(&self.env, args)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
