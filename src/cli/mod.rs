@@ -4,10 +4,14 @@
 //! One file per command group; this file holds the argument types and the dispatch.
 
 mod agents;
+mod bench;
 mod deliveries;
 mod events;
 mod keys;
+mod progress;
+mod projections;
 mod sign;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -55,11 +59,33 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// Print events as JSON lines: one stream, or all events in global order.
+    /// Print events as JSON lines: one stream, a category of streams, or all events in
+    /// global order (from a position), and optionally keep following new ones.
     Events {
-        /// A stream name (`execution-…`, `agent-…`); all events when omitted.
-        #[arg(long)]
+        /// A stream name (`execution-…`, `agent-…`, `tenant-…`).
+        #[arg(long, conflicts_with = "category")]
         stream: Option<String>,
+        /// Every stream of a category: `execution` is all `execution-…` streams.
+        #[arg(long)]
+        category: Option<String>,
+        /// Start after this position (`<commit>/<prepare>`, as printed in `position`).
+        #[arg(long)]
+        from: Option<crate::events::Position>,
+        /// Keep printing events as they are stored (until interrupted).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Read models: rebuild, status.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Check the read models against a replay of the events (exit status 1 on a
+    /// difference); with --chain, check every stream's hash chain instead.
+    Verify {
+        /// Check the hash chains of the stored events instead of the read models.
+        #[arg(long)]
+        chain: bool,
     },
     /// Print the delivery audit log of an agent as JSON lines, newest first.
     Deliveries {
@@ -77,6 +103,25 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// Replay every event into a shadow table and swap it in (the live table is
+    /// served meanwhile). NAME is a projection, or `all`.
+    Rebuild { name: String },
+    /// Checkpoints, versions and lag of every projection, as JSON.
+    Status,
+    /// Benchmark: seed an EMPTY scratch database with synthetic events straight into
+    /// the events table, rebuild, and print events/s (see scripts/bench-rebuild.sh).
+    Bench {
+        /// How many events to seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// The projection to rebuild (or `all`).
+        #[arg(long, default_value = "agent_test_executions")]
+        projection: String,
     },
 }
 
@@ -160,7 +205,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             payload,
             url,
         } => sign::run(settings, &agent, &payload, url).await,
-        Command::Events { stream } => events::run(settings, stream).await,
+        Command::Events {
+            stream,
+            category,
+            from,
+            follow,
+        } => {
+            let selection = match (stream, category) {
+                (Some(stream), _) => events::Selection::Stream(stream),
+                (None, Some(category)) => events::Selection::Category(category),
+                (None, None) => events::Selection::All,
+            };
+            events::run(settings, selection, from, follow).await
+        }
+        Command::Projections { command } => match command {
+            ProjectionsCommand::Rebuild { name } => projections::rebuild(settings, &name).await,
+            ProjectionsCommand::Status => projections::status(settings).await,
+            ProjectionsCommand::Bench { events, projection } => {
+                bench::run(settings, events, &projection).await
+            }
+        },
+        Command::Verify { chain } => verify::run(settings, chain).await,
         Command::Deliveries {
             agent,
             unknown_agents: _,

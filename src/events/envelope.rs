@@ -60,6 +60,26 @@ impl std::fmt::Display for Position {
     }
 }
 
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    /// Parses the `commit/prepare` form [`Display`](std::fmt::Display) writes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (commit, prepare) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a position: expected <commit>/<prepare>"))?;
+        let number = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("{s:?} is not a position: {e}"))
+        };
+        Ok(Position {
+            commit: number(commit)?,
+            prepare: number(prepare)?,
+        })
+    }
+}
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordedEvent {

@@ -44,19 +44,20 @@ pub async fn events(
     if owner != Some(tenant.0.as_ref()) {
         return Err(ApiError::not_found(format!("execution {id}")));
     }
-    let events: Vec<_> = events
-        .iter()
-        .map(|e| {
-            json!({
-                "type": e.event_type,
-                "revision": e.revision,
-                "position": e.position.to_string(),
-                "event_id": e.event_id,
-                "data": e.data,
-                "metadata": e.metadata,
-                "recorded_at": crate::catalog::timestamp(e.recorded_at),
-            })
-        })
-        .collect();
+    let events: Vec<_> = events.iter().map(event_json).collect();
     Ok(HttpResponse::Ok().json(json!({ "execution_id": id.to_string(), "events": events })))
+}
+
+/// An event as the API shows it.
+pub(super) fn event_json(e: &crate::events::RecordedEvent) -> serde_json::Value {
+    json!({
+        "type": e.event_type,
+        "stream_id": e.stream_id,
+        "revision": e.revision,
+        "position": e.position.to_string(),
+        "event_id": e.event_id,
+        "data": e.data,
+        "metadata": e.metadata,
+        "recorded_at": crate::catalog::timestamp(e.recorded_at),
+    })
 }

@@ -68,6 +68,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let _ = writeln!(out, "# HELP hookrun_agent_actors Agent actors started.");
     let _ = writeln!(out, "# TYPE hookrun_agent_actors gauge");
     let _ = writeln!(out, "hookrun_agent_actors {}", state.registry.actor_count());
+    match crate::projections::status::all(state.store.as_ref(), &state.db).await {
+        Ok(statuses) => crate::projections::status::render_prometheus(&statuses, &mut out),
+        Err(e) => tracing::warn!("projection lag unavailable for /metrics: {e:#}"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

@@ -2,12 +2,14 @@
 //! Handlers parse input into domain types, call the catalog or the actors, and read
 //! projections; they hold no state of their own beyond [`AppState`].
 
+mod agent_reads;
 mod agents;
 mod auth;
 mod deliveries;
 pub mod error;
 mod executions;
 mod health;
+mod projections;
 pub mod rate_limit;
 mod tenants;
 mod webhook_checks;
@@ -83,6 +85,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(tenants::revoke_key),
         )
         .route("/api/agents", web::post().to(agents::create))
+        .route("/api/agents", web::get().to(agent_reads::list))
+        .route(
+            "/api/agents/{agent_id}/executions",
+            web::get().to(agent_reads::executions),
+        )
+        .route(
+            "/api/agents/{agent_id}/events",
+            web::get().to(agent_reads::events),
+        )
+        .route(
+            "/api/agents/{agent_id}/stats/daily",
+            web::get().to(agent_reads::daily_stats),
+        )
+        .route("/api/projections", web::get().to(projections::list))
         .route("/api/agents/{agent_id}", web::get().to(agents::get))
         .route("/api/agents/{agent_id}", web::patch().to(agents::update))
         .route(

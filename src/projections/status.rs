@@ -69,3 +69,38 @@ pub async fn all(store: &dyn EventStore, db: &Db) -> anyhow::Result<Vec<Projecti
     }
     Ok(out)
 }
+
+/// The statuses as Prometheus text (gauges labelled by projection).
+pub fn render_prometheus(statuses: &[ProjectionStatus], out: &mut String) {
+    use std::fmt::Write;
+    type Gauge = (&'static str, &'static str, fn(&ProjectionStatus) -> f64);
+    let gauges: [Gauge; 4] = [
+        (
+            "hookrun_projection_lag_events",
+            "Events stored but not yet applied to the read model.",
+            |s| s.lag_events as f64,
+        ),
+        (
+            "hookrun_projection_lag_seconds",
+            "Age of the oldest event not yet applied to the read model (0 when caught up).",
+            |s| s.lag_seconds,
+        ),
+        (
+            "hookrun_projection_version",
+            "Version of the projection's fold in this build.",
+            |s| f64::from(s.version),
+        ),
+        (
+            "hookrun_projection_rebuilding",
+            "1 while the read model is being rebuilt in a shadow table.",
+            |s| if s.rebuilding.is_some() { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in statuses {
+            let _ = writeln!(out, "{name}{{projection=\"{}\"}} {}", s.name, value(s));
+        }
+    }
+}

@@ -34,6 +34,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub state: actix_web::web::Data<hookrun::http::AppState>,
     pub sweeper: hookrun::recovery::Sweeper,
+    /// The settings the server was started with (the CLI and other nodes reuse them).
+    pub env: HashMap<String, String>,
 }
 
 /// A completion as the gateway would send it.
@@ -82,6 +84,16 @@ pub async fn spawn_app_with(
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
+    Some(launch(env, backend, gateway, dir).await)
+}
+
+/// Starts a server with exactly these settings.
+async fn launch(
+    env: HashMap<String, String>,
+    backend: Backend,
+    gateway: MockServer,
+    dir: tempfile::TempDir,
+) -> TestApp {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -89,7 +101,7 @@ pub async fn spawn_app_with(
     let state = app.state();
     let sweeper = app.sweeper();
     actix_web::rt::spawn(app.run_until_stopped());
-    Some(TestApp {
+    TestApp {
         address,
         client: reqwest::Client::new(),
         gateway,
@@ -98,7 +110,18 @@ pub async fn spawn_app_with(
         backend,
         state,
         sweeper,
-    })
+        env,
+    }
+}
+
+/// Runs the `hookrun` binary with these settings (blocking).
+pub fn run_cli(env: &HashMap<String, String>, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookrun"));
+    cmd.args(args).env("HOOKRUN_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hookrun")
 }
 
 /// The base64 master key every test app uses unless told otherwise.
@@ -122,6 +145,16 @@ pub struct Agent {
 }
 
 impl TestApp {
+    /// Another server on the same database and settings: a restart, or a second node.
+    /// (It talks to this app's gateway; its own `gateway` and `dir` are unused.)
+    pub async fn another_node(&self) -> TestApp {
+        let mut env = self.env.clone();
+        env.insert("HOOKRUN_LISTEN".into(), "127.0.0.1:0".into());
+        let gateway = MockServer::builder().start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        launch(env, self.backend, gateway, dir).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -1,0 +1,393 @@
+//! Projections through the real server, on SQLite and PostgreSQL: lag in the API and
+//! `/metrics`, a rebuild that swaps a replayed table in while the API keeps answering,
+//! and a changed projection version that rebuilds on start.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hookrun::db::Db;
+use hookrun::events::{EventStore, ExpectedVersion, NewEvent};
+use hookrun::projections::ProjectionRunner;
+use serde_json::{Value, json};
+use support::app::{ADMIN_TOKEN, Backend, GATEWAY_OUTPUT, TestApp, spawn_app};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    projections_show_their_version_checkpoint_and_lag_in_the_api_and_metrics,
+    lag_counts_the_events_not_yet_applied_until_the_runner_catches_up,
+    a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering,
+    a_changed_projection_version_rebuilds_the_read_model_on_start,
+);
+
+/// Runs `n` executions to the end; returns the tenant key and the execution ids.
+async fn executions(app: &TestApp, tenant: &str, n: usize) -> (String, Vec<String>) {
+    let (key, agent) = app.tenant_with_agent(tenant).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = app
+            .send_signed(
+                &agent,
+                format!(r#"{{"n":{i}}}"#).as_bytes(),
+                &format!("d-{tenant}-{i}"),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["execution_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.wait_terminal(&key, &id).await;
+        ids.push(id);
+    }
+    (key, ids)
+}
+
+pub async fn sql(db: &Db, statement: &str) {
+    let statement = sqlx::AssertSqlSafe(statement.to_owned());
+    hookrun::with_db!(db, |pool| {
+        sqlx::query(statement).execute(pool).await.expect("SQL");
+    });
+}
+
+/// Polls `GET /api/projections` until `done` holds for it (deadline 20 s).
+async fn wait_projections(app: &TestApp, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app.get(key, "/api/projections").await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "projections never reached the state: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn projection<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no projection {name} in {v}"))
+}
+
+async fn projections_show_their_version_checkpoint_and_lag_in_the_api_and_metrics(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend, "projection_status").await else {
+        return;
+    };
+    let (key, _) = executions(&app, "acme", 2).await;
+    let all_caught_up = |v: &Value| {
+        v["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["lag_events"] == 0)
+    };
+    let v = wait_projections(&app, &key, all_caught_up).await;
+    let names: Vec<&str> = v["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "agent_test_executions",
+            "agent_summaries",
+            "agent_daily_stats"
+        ]
+    );
+    let executions = projection(&v, "agent_test_executions");
+    assert_eq!(executions["version"], 2);
+    assert_eq!(executions["stored_version"], 2);
+    assert_eq!(executions["lag_seconds"], 0.0);
+    assert!(executions["rebuilding"].is_null());
+    assert_ne!(executions["checkpoint"], "0/0");
+
+    // The operator's token works too; no credentials do not.
+    assert_eq!(app.get(ADMIN_TOKEN, "/api/projections").await.status(), 200);
+    let r = app
+        .client
+        .get(app.url("/api/projections"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "hookrun_projection_lag_events{projection=\"agent_test_executions\"} 0",
+        "hookrun_projection_lag_seconds{projection=\"agent_summaries\"} 0",
+        "hookrun_projection_version{projection=\"agent_test_executions\"} 2",
+        "hookrun_projection_rebuilding{projection=\"agent_daily_stats\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+
+async fn lag_counts_the_events_not_yet_applied_until_the_runner_catches_up(backend: Backend) {
+    // A store and database with no server, so nothing applies the events but the test.
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store): (Db, Arc<dyn EventStore>) = match backend {
+        Backend::Sqlite => {
+            let db = Db::open_sqlite_file(&dir.path().join("lag.db"))
+                .await
+                .unwrap();
+            let Db::Sqlite(s) = db.clone() else {
+                unreachable!()
+            };
+            (
+                db,
+                Arc::new(hookrun::events::store::sqlite::SqliteEventStore::new(s)),
+            )
+        }
+        Backend::Postgres => {
+            let Some(url) = support::pg::fresh_database("projection_lag").await else {
+                return;
+            };
+            let db = Db::connect(&url).await.unwrap();
+            let Db::Postgres(pg) = db.clone() else {
+                unreachable!()
+            };
+            let store = hookrun::events::store::postgres::PostgresEventStore::connect(pg)
+                .await
+                .unwrap();
+            (db, Arc::new(store))
+        }
+    };
+    let noise = |n: u32| NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "Noted".into(),
+        data: json!({"n": n}),
+        metadata: json!({"tenant_id": "t", "agent_id": "a"}),
+    };
+    store
+        .append(
+            "note-1",
+            ExpectedVersion::NoStream,
+            vec![noise(1), noise(2), noise(3)],
+        )
+        .await
+        .unwrap();
+    let before = hookrun::projections::status::all(store.as_ref(), &db)
+        .await
+        .unwrap();
+    for status in &before {
+        assert_eq!(status.lag_events, 3, "{status:?}");
+        assert!(status.lag_seconds >= 0.0);
+        assert_eq!(status.stored_version, None);
+    }
+    let runner = ProjectionRunner::new(store.clone(), db.clone());
+    runner.catch_up().await.unwrap();
+    let after = hookrun::projections::status::all(store.as_ref(), &db)
+        .await
+        .unwrap();
+    for status in &after {
+        assert_eq!(
+            (status.lag_events, status.lag_seconds),
+            (0, 0.0),
+            "{status:?}"
+        );
+        assert_eq!(status.stored_version, Some(status.version));
+    }
+}
+
+async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backend: Backend) {
+    let Some(app) = spawn_app(backend, "projection_rebuild").await else {
+        return;
+    };
+    let (key, ids) = executions(&app, "acme", 3).await;
+    app.projector.catch_up().await.unwrap();
+    // A live row that no longer matches its events: only a replay puts it right.
+    sql(
+        &app.state.db,
+        &format!(
+            "UPDATE agent_test_executions SET output = 'stale' WHERE execution_id = '{}'",
+            ids[0]
+        ),
+    )
+    .await;
+    let stale: Value = app
+        .get(&key, &format!("/api/executions/{}", ids[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stale["output"], "stale");
+
+    // Readers keep asking while the CLI rebuilds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let reader = {
+        let (client, url, key) = (
+            app.client.clone(),
+            app.url(&format!("/api/executions/{}", ids[1])),
+            key.clone(),
+        );
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let r = client.get(&url).bearer_auth(&key).send().await.unwrap();
+                let ok =
+                    r.status() == 200 && r.json::<Value>().await.unwrap()["status"] == "succeeded";
+                let counter = if ok { &answered } else { &failed };
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let env = app.env.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        support::app::run_cli(&env, &["projections", "rebuild", "agent_test_executions"])
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    reader.await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rebuilt agent_test_executions (version 2)"),
+        "{stdout}"
+    );
+    // Not a terminal: plain progress lines with done/total, rate and ETA or done.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("rebuild agent_test_executions: ") && l.contains(" events/s, ")),
+        "{stderr}"
+    );
+    assert!(answered.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "a read failed during the rebuild"
+    );
+
+    let fixed: Value = app
+        .get(&key, &format!("/api/executions/{}", ids[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fixed["output"], GATEWAY_OUTPUT);
+    assert_eq!(fixed["status"], "succeeded");
+
+    // The swapped-in table has the live table's indexes, under their names; no shadow is left.
+    let indexes = index_names(&app.state.db, "agent_test_executions").await;
+    for name in [
+        "agent_test_executions_by_agent",
+        "agent_test_executions_by_agent_page",
+        "agent_test_executions_unfinished",
+    ] {
+        assert!(indexes.contains(&name.to_owned()), "{name} in {indexes:?}");
+    }
+    assert!(
+        index_names(&app.state.db, "agent_test_executions__rebuild")
+            .await
+            .is_empty()
+    );
+
+    // The runner carries on on the new table.
+    let (key2, more) = executions(&app, "beta", 1).await;
+    let row: Value = app
+        .get(&key2, &format!("/api/executions/{}", more[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row["status"], "succeeded");
+}
+
+async fn index_names(db: &Db, table: &str) -> Vec<String> {
+    match db {
+        Db::Sqlite(s) => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+        )
+        .bind(table)
+        .fetch_all(&s.writer)
+        .await
+        .unwrap(),
+        Db::Postgres(pg) => sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1")
+            .bind(table)
+            .fetch_all(pg)
+            .await
+            .unwrap(),
+    }
+}
+
+async fn a_changed_projection_version_rebuilds_the_read_model_on_start(backend: Backend) {
+    let Some(app) = spawn_app(backend, "projection_version").await else {
+        return;
+    };
+    let (key, ids) = executions(&app, "acme", 2).await;
+    app.projector.catch_up().await.unwrap();
+    let stale = format!(
+        "UPDATE agent_test_executions SET output = 'stale' WHERE execution_id = '{}'",
+        ids[0]
+    );
+    sql(&app.state.db, &stale).await;
+
+    // A restart with the same version leaves the (wrong) row alone...
+    let same = app.another_node().await;
+    same.projector.catch_up().await.unwrap();
+    let row: Value = same
+        .get(&key, &format!("/api/executions/{}", ids[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row["output"], "stale");
+
+    // ...a stored version other than the code's makes the next start rebuild it.
+    sql(
+        &app.state.db,
+        "UPDATE projection_checkpoints SET version = 1 WHERE name = 'agent_test_executions'",
+    )
+    .await;
+    let restarted = app.another_node().await;
+    let v = wait_projections(&restarted, &key, |v| {
+        let p = projection(v, "agent_test_executions");
+        p["stored_version"] == 2 && p["rebuilding"].is_null()
+    })
+    .await;
+    assert_eq!(projection(&v, "agent_test_executions")["version"], 2);
+    let row: Value = restarted
+        .get(&key, &format!("/api/executions/{}", ids[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row["output"], GATEWAY_OUTPUT);
+}
