@@ -218,6 +218,19 @@ async fn every_api_route_hides_other_tenants_and_requires_a_valid_key(backend: B
             None,
             200,
         ),
+        (
+            Method::GET,
+            format!("/api/agents/{a}/executions"),
+            None,
+            200,
+        ),
+        (Method::GET, format!("/api/agents/{a}/events"), None, 200),
+        (
+            Method::GET,
+            format!("/api/agents/{a}/stats/daily"),
+            None,
+            200,
+        ),
         (Method::GET, format!("/api/executions/{e}"), None, 200),
         (
             Method::GET,
@@ -321,7 +334,24 @@ async fn every_api_route_hides_other_tenants_and_requires_a_valid_key(backend: B
             r.status()
         );
     }
+    // Listing agents shows only the caller's own.
+    let listed: Value = call(&app, Method::GET, "/api/agents", Auth::Bearer(&key_b), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed.to_string().contains(a.as_str()),
+        "tenant B lists tenant A's agent: {listed}"
+    );
     // An unknown /api route is a JSON 404 as well.
-    let r = call(&app, Method::GET, "/api/agents", Auth::Bearer(&key_a), None).await;
+    let r = call(
+        &app,
+        Method::GET,
+        "/api/no-such-route",
+        Auth::Bearer(&key_a),
+        None,
+    )
+    .await;
     assert_error(r, 404).await;
 }
