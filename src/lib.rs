@@ -12,6 +12,7 @@
 //! - [`events`]: event enums, envelope, the [`events::EventStore`] trait and backends.
 //! - [`projections`]: the runner (checkpoints) and the `agent_test_executions` model.
 //! - [`audit`]: hash-chain checks and read-model verification (`hookrun verify`).
+//! - [`erasure`]: erasing a tenant by destroying its data keys (crypto-shredding).
 //! - [`recovery`]: node heartbeats and resuming executions whose node died.
 //! - [`catalog`]: tenants, API keys and agents (configuration, SQL tables).
 //! - [`llm`]: the OpenAI-compatible gateway client and key resolution.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod erasure;
 pub mod events;
 pub mod http;
 pub mod llm;

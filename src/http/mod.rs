@@ -9,6 +9,7 @@ pub mod error;
 mod executions;
 mod health;
 mod projections;
+mod tenant_erasure;
 mod tenants;
 mod webhooks;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub registry: Arc<Registry>,
     pub sealer: Arc<Sealer>,
+    /// Per-tenant data keys (erasure destroys them).
+    pub keys: Arc<crate::events::tenant_keys::TenantKeys>,
     pub schemas: SchemaCache,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -64,6 +67,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(receive_webhook),
         )
         .route("/api/tenants", web::post().to(tenants::create))
+        .route(
+            "/api/tenants/{tenant_id}",
+            web::delete().to(tenant_erasure::erase),
+        )
         .route("/api/agents", web::post().to(agents::create))
         .route("/api/agents", web::get().to(agent_reads::list))
         .route(
