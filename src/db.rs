@@ -128,6 +128,9 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         // FULL: a commit is on disk before it returns (the 202 promises durability).
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Deleted content is overwritten with zeros: an erased tenant's rows do not
+        // linger in free pages of the file (see `erasure`).
+        .pragma("secure_delete", "on")
         .busy_timeout(Duration::from_secs(10));
     let writer = SqlitePoolOptions::new()
         .max_connections(1)

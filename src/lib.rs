@@ -12,6 +12,7 @@
 //! - [`events`]: event enums, envelope, the [`events::EventStore`] trait and backends.
 //! - [`projections`]: the runner (checkpoints) and the `agent_test_executions` model.
 //! - [`audit`]: hash-chain checks and read-model verification (`hookrun verify`).
+//! - [`erasure`]: erasing a tenant by destroying its data keys (crypto-shredding).
 //! - [`recovery`]: node heartbeats and resuming executions whose node died.
 //! - [`catalog`]: tenants, API keys and agents (configuration, SQL tables).
 //! - [`deliveries`]: the delivery audit log (every webhook request, bounded).
@@ -29,6 +30,7 @@ pub mod crypto;
 pub mod db;
 pub mod deliveries;
 pub mod domain;
+pub mod erasure;
 pub mod events;
 pub mod http;
 pub mod llm;

@@ -14,7 +14,9 @@ use crate::config::{DatabaseBackend, Settings};
 use crate::crypto::{MasterKey, Sealer};
 use crate::db::Db;
 use crate::events::EventStore;
+use crate::events::sealed_store::SealedStore;
 use crate::events::store::{postgres::PostgresEventStore, sqlite::SqliteEventStore};
+use crate::events::tenant_keys::TenantKeys;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{AppState, Metrics};
 use crate::llm::LlmClient;
@@ -25,8 +27,12 @@ use crate::webhook::SchemaCache;
 /// The stores every command needs: the SQL database, the event store, the sealer.
 pub struct Stores {
     pub db: Db,
+    /// The backend wrapped in [`SealedStore`]: tenant data sealed on append, opened
+    /// (and old schema versions upcast) on read.
     pub store: Arc<dyn EventStore>,
     pub sealer: Arc<Sealer>,
+    /// Per-tenant data keys (shared with `store`: erasure must clear its cache).
+    pub keys: Arc<TenantKeys>,
 }
 
 impl Stores {
@@ -42,7 +48,14 @@ impl Stores {
             Db::Postgres(pg) => Arc::new(PostgresEventStore::connect(pg).await?),
         };
         let sealer = Arc::new(load_sealer(settings)?);
-        Ok(Stores { db, store, sealer })
+        let keys = Arc::new(TenantKeys::new(db.clone(), sealer.clone()));
+        let store: Arc<dyn EventStore> = Arc::new(SealedStore::new(store, keys.clone()));
+        Ok(Stores {
+            db,
+            store,
+            sealer,
+            keys,
+        })
     }
 }
 
@@ -102,7 +115,12 @@ pub struct Application {
 impl Application {
     /// Must be called inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let Stores { db, store, sealer } = Stores::open(&settings).await?;
+        let Stores {
+            db,
+            store,
+            sealer,
+            keys,
+        } = Stores::open(&settings).await?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
@@ -133,6 +151,7 @@ impl Application {
             store: store.clone(),
             registry,
             sealer,
+            keys,
             schemas: SchemaCache::default(),
             audit: crate::deliveries::AuditLog::start(db.clone(), settings.audit),
             rate_limits: RateLimits::new(settings.rate_agent, settings.rate_tenant),

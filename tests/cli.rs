@@ -224,6 +224,11 @@ async fn the_cli_and_server_run_a_signed_webhook_and_keep_no_secret_in_plaintext
             "a secret is stored or logged in plaintext"
         );
     }
-    // A known plaintext is present, so the search itself works.
-    assert!(text.contains("TKT-123"));
+    // A known plaintext is present, so the search itself works...
+    assert!(text.contains("Triage it."));
+    // ...and the webhook payload is not: it is sealed under the tenant's data key.
+    assert!(
+        !text.contains("TKT-123"),
+        "the payload is stored in plaintext"
+    );
 }

@@ -198,9 +198,18 @@ async fn lag_counts_the_events_not_yet_applied_until_the_runner_catches_up(backe
         )
         .await
         .unwrap();
-    let before = hookrun::projections::status::all(store.as_ref(), &db)
-        .await
-        .unwrap();
+    // On PostgreSQL an event becomes readable once no older transaction (anywhere on
+    // the server) is still running: poll for what the runner could see.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let before = loop {
+        let all = hookrun::projections::status::all(store.as_ref(), &db)
+            .await
+            .unwrap();
+        if all.iter().all(|s| s.lag_events == 3) || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     for status in &before {
         assert_eq!(status.lag_events, 3, "{status:?}");
         assert!(status.lag_seconds >= 0.0);

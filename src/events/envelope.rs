@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Version of the envelope and event payload format written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the envelope and event payload format written by this build (see
+/// `events::upcast` for what each version changed and how older ones are read).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Metadata stored with every event (serialized as the event's `metadata` JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ mod executions;
 mod health;
 mod projections;
 pub mod rate_limit;
+mod tenant_erasure;
 mod tenants;
 mod webhook_checks;
 mod webhooks;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub registry: Arc<Registry>,
     pub sealer: Arc<Sealer>,
+    /// Per-tenant data keys (erasure destroys them).
+    pub keys: Arc<crate::events::tenant_keys::TenantKeys>,
     pub schemas: SchemaCache,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -83,6 +86,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/tenants/{tenant_id}/keys/{key_id}",
             web::delete().to(tenants::revoke_key),
+        )
+        .route(
+            "/api/tenants/{tenant_id}",
+            web::delete().to(tenant_erasure::erase),
         )
         .route("/api/agents", web::post().to(agents::create))
         .route("/api/agents", web::get().to(agent_reads::list))

@@ -8,13 +8,14 @@
 //! taken at its word.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::model::Projection;
 use crate::catalog::timestamp;
 use crate::events::RecordedEvent;
 use crate::events::agent::{self, AgentEvent};
 use crate::events::execution::{self, ExecutionEvent};
+use crate::events::upcast::decode;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentSummary {
@@ -85,7 +86,7 @@ impl Projection for AgentSummaries {
 
     fn decode(event: &RecordedEvent) -> Option<(String, AgentFact)> {
         if let Some(agent_id) = event.stream_id.strip_prefix(agent::STREAM_PREFIX) {
-            let typed = AgentEvent::deserialize(&event.data).ok()?;
+            let typed = decode::<AgentEvent>(event).ok()?;
             let config_version = event.data.get("config_version").and_then(|v| v.as_i64());
             return Some((
                 agent_id.to_owned(),
@@ -98,7 +99,7 @@ impl Projection for AgentSummaries {
         let execution_id = event.stream_id.strip_prefix(execution::STREAM_PREFIX)?;
         let agent_id = event.metadata.get("agent_id")?.as_str()?.to_owned();
         let execution_id = execution_id.to_owned();
-        let fact = match ExecutionEvent::deserialize(&event.data).ok()? {
+        let fact = match decode::<ExecutionEvent>(event).ok()? {
             ExecutionEvent::ExecutionQueued { queued_at, .. } => AgentFact::Queued {
                 execution_id,
                 queued_at,

@@ -146,8 +146,11 @@ async fn fold_segment<P: Projection>(
     table: &str,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
+    // An event whose tenant data cannot be opened (its tenant was erased) is skipped:
+    // its rows are deleted when the TenantErased that follows it is folded.
     let decoded: Vec<(String, P::Event, &RecordedEvent)> = events
         .iter()
+        .filter(|e| e.metadata.get(crate::events::sealing::UNREADABLE).is_none())
         .filter_map(|e| P::decode(e).map(|(key, ev)| (key, ev, e)))
         .collect();
     if decoded.is_empty() {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::model::Projection;
 use crate::events::RecordedEvent;
@@ -91,7 +91,7 @@ impl Projection for DailyAgentStats {
         let meta = |k: &str| event.metadata.get(k)?.as_str().map(str::to_owned);
         let (agent_id, tenant_id) = (meta("agent_id")?, meta("tenant_id")?);
         let (at, fact): (DateTime<Utc>, DayFact) =
-            match ExecutionEvent::deserialize(&event.data).ok()? {
+            match crate::events::upcast::decode::<ExecutionEvent>(event).ok()? {
                 ExecutionEvent::ExecutionQueued { queued_at, .. } => (queued_at, DayFact::Queued),
                 ExecutionEvent::ExecutionSucceeded {
                     prompt_tokens,

@@ -2,7 +2,7 @@
 //! `execution-{id}` stream. The row is what `GET /api/executions/{id}` answers (the
 //! contract in DESIGN.md) plus the configuration version the execution ran with.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::model::Projection;
 use crate::catalog::timestamp;
@@ -82,7 +82,7 @@ impl Projection for Executions {
 
     fn decode(event: &RecordedEvent) -> Option<(String, ExecutionEvent)> {
         let id = event.stream_id.strip_prefix(STREAM_PREFIX)?;
-        match ExecutionEvent::deserialize(&event.data) {
+        match crate::events::upcast::decode::<ExecutionEvent>(event) {
             Ok(typed) => Some((id.to_owned(), typed)),
             Err(e) => {
                 tracing::warn!(stream = %event.stream_id, revision = event.revision,

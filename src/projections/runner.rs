@@ -189,6 +189,30 @@ impl ProjectionRunner {
         Ok(total)
     }
 
+    /// Catches every projection up to at least `position` (an event known to be stored),
+    /// waiting for it to become readable if an older transaction still holds it back.
+    pub async fn catch_up_to(&self, position: Position) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut changes = self.store.changes();
+        loop {
+            self.catch_up().await?;
+            let mut behind = false;
+            for p in self.projections.iter() {
+                let at = sql::read_checkpoint(&self.db, p.name())
+                    .await?
+                    .map_or(Position::START, |c| c.position);
+                behind |= at < position;
+            }
+            if !behind {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("projections did not reach {position} within 30s");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
+        }
+    }
+
     /// Projections whose stored version is not the code's (they were written by another
     /// version of the fold). A projection that never ran is not outdated: it starts from
     /// the beginning anyway.
