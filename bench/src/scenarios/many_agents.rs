@@ -44,7 +44,7 @@ async fn measure(ctx: &Ctx, server: &mut Server, instant: &Gateway) -> anyhow::R
     let total = ctx.size(100_000, 2_000);
     let via_api = ctx.size(1_000, 100);
     let spread = ctx.size(1_000, 100);
-    let wake = ctx.size(10_000, 500);
+    let wake = ctx.size(2_000, 500);
     let mut figures = Figures::new();
 
     let key = api::create_tenant(server.addr, "bench").await?;

@@ -50,7 +50,7 @@ async fn measure(ctx: &Ctx, server: &Server, agents: usize) -> anyhow::Result<Fi
     let db = Db::open(server).await?;
     let mut figures = Figures::new();
 
-    let n = ctx.size(if agents == 1 { 3000 } else { 10_000 }, 300) as u64;
+    let n = ctx.size(if agents == 1 { 3000 } else { 5000 }, 300) as u64;
     let sat = pass(&db, server, &targets, Stop::Count(n), None).await?;
     let per_s = sat.ok as f64 / sat.seconds;
     figures.push(("executions/s".into(), per_s));
