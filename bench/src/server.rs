@@ -175,9 +175,21 @@ impl Server {
             .with_context(|| format!("metric {name} not in /metrics"))
     }
 
-    /// SIGTERM, a short grace period, then SIGKILL; removes the data dir and database.
+    /// SIGTERM, a short grace period, then SIGKILL; keeps the server log in
+    /// `$TMPDIR/hookrun-bench-logs/` and removes the data dir and database.
     pub async fn stop(mut self) {
         self.stop_process().await;
+        let logs = std::env::temp_dir().join("hookrun-bench-logs");
+        if std::fs::create_dir_all(&logs).is_ok()
+            && let Some(name) = self.dir.file_name()
+        {
+            let to = logs.join(format!(
+                "{}-{}.log",
+                name.to_string_lossy(),
+                self.backend.name()
+            ));
+            let _ = std::fs::copy(self.dir.join("server.log"), to);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some(name) = &self.pg_database
             && let Ok(mut admin) = sqlx::PgConnection::connect(&self.pg_admin_url).await

@@ -4,6 +4,8 @@
 //! their 202 arrived; this polls the read model directly (primary-key lookups for the
 //! pending samples every 10 ms, a count of terminal rows every 50 ms) until every
 //! accepted execution is terminal. Visibility is thus resolved to about 10 ms.
+//! Executions that make no progress for [`STALL`] once sending is over are counted as
+//! stuck (an error) instead of waiting forever.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +18,8 @@ use crate::load::{Accepted, new_histogram};
 use crate::readmodel::Db;
 
 const TICK: Duration = Duration::from_millis(10);
+/// No execution became terminal for this long after sending ended: stop waiting.
+pub const STALL: Duration = Duration::from_secs(30);
 
 pub struct Visibility {
     /// 202-to-terminal latency of the samples, in microseconds.
@@ -24,6 +28,8 @@ pub struct Visibility {
     pub all_visible_at: Instant,
     /// Executions that ended `failed`.
     pub failed: u64,
+    /// Accepted executions still not terminal when progress stalled.
+    pub stuck: u64,
 }
 
 /// Polls until `total` (sent once sending is over) executions beyond `baseline`
@@ -42,6 +48,8 @@ pub async fn follow(
     let mut done_at: Option<Instant> = None;
     let mut failed = 0;
     let mut tick = 0u64;
+    let mut terminal = 0;
+    let mut progress_at = Instant::now();
     loop {
         while let Ok(s) = samples.try_recv() {
             pending.insert(s.execution_id, s.at);
@@ -50,6 +58,7 @@ pub async fn follow(
             && let Ok(n) = total.try_recv()
         {
             expected = Some(n);
+            progress_at = Instant::now();
         }
         if !pending.is_empty() {
             let ids: Vec<String> = pending.keys().take(2000).cloned().collect();
@@ -64,7 +73,11 @@ pub async fn follow(
         }
         if tick.is_multiple_of(5) || expected.is_some() && done_at.is_none() {
             let (ok, bad) = db.terminal_counts().await?;
-            let terminal = (ok + bad).saturating_sub(baseline.0 + baseline.1);
+            let now_terminal = (ok + bad).saturating_sub(baseline.0 + baseline.1);
+            if now_terminal > terminal {
+                terminal = now_terminal;
+                progress_at = Instant::now();
+            }
             failed = bad.saturating_sub(baseline.1);
             if done_at.is_none() && expected.is_some_and(|n| terminal >= n) {
                 done_at = Some(Instant::now());
@@ -77,6 +90,22 @@ pub async fn follow(
                 latency,
                 all_visible_at: at,
                 failed,
+                stuck: 0,
+            });
+        }
+        if let Some(n) = expected
+            && done_at.is_none()
+            && progress_at.elapsed() > STALL
+        {
+            eprintln!(
+                "  {} of {n} executions stuck (not terminal, no progress for {STALL:?})",
+                n - terminal
+            );
+            return Ok(Visibility {
+                latency,
+                all_visible_at: progress_at,
+                failed,
+                stuck: n - terminal,
             });
         }
         if Instant::now() > deadline {

@@ -117,7 +117,7 @@ async fn pass(
     }
     Ok(Pass {
         ok: outcome.ok(),
-        errors: outcome.errors() + seen.failed,
+        errors: outcome.errors() + seen.failed + seen.stuck,
         seconds: seen
             .all_visible_at
             .duration_since(outcome.started)
