@@ -199,6 +199,13 @@ pub fn targets() -> Vec<Target> {
             threshold: 250.0,
         },
         Target {
+            label: "fan-in: all executions in flight at once (else RSS is for fewer)",
+            scenario: "fan-in",
+            metric: |m| m == "in flight at once / executions",
+            at_least: true,
+            threshold: 1.0,
+        },
+        Target {
             label: "fan-in peak RSS ≤ 300 MiB",
             scenario: "fan-in",
             metric: |m| m == "peak RSS (VmHWM) MiB",

@@ -104,6 +104,10 @@ async fn measure(
         ("send s".into(), sent_in.as_secs_f64()),
         ("all terminal s".into(), drained_in.as_secs_f64()),
         ("gateway max in flight".into(), max_in_flight as f64),
+        (
+            "in flight at once / executions".into(),
+            max_in_flight as f64 / n as f64,
+        ),
         ("RSS before MiB".into(), mib(rss_before)),
         ("peak RSS (sampled) MiB".into(), mib(peak_rss)),
         ("peak RSS (VmHWM) MiB".into(), mib(hwm)),
