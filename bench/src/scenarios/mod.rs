@@ -1,0 +1,91 @@
+//! The benchmark scenarios. Each `run` starts what it needs on a fresh database,
+//! measures, stops everything, and returns named figures for one run on one backend.
+//!
+//! - [`accept`]: webhook accept rate and latency vs `GET /healthz`.
+//! - [`pipeline`]: webhook → `succeeded` in the read model, one agent and 100 agents.
+//! - [`fanin`]: 10,000 executions waiting on a slow gateway: peak memory, errors.
+//! - [`many_agents`]: 100,000 registered agents: throughput spread over 1,000 of them,
+//!   and memory per agent actor.
+//! - [`rebuild`]: projection rebuild speed (when the command exists).
+
+pub mod accept;
+pub mod fanin;
+pub mod many_agents;
+pub mod pipeline;
+pub mod rebuild;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::load::{self, Kind, Outcome, Plan, Stop, Target};
+use crate::server::Env;
+
+/// One figure of one run: `(metric name, value)`.
+pub type Figures = Vec<(String, f64)>;
+
+/// What every scenario is given.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub env: Env,
+    /// A smoke run: small counts, sub-second passes.
+    pub quick: bool,
+    /// How long the gateway takes to answer in the fan-in scenario.
+    pub fanin_delay: Duration,
+}
+
+impl Ctx {
+    /// Length of one timed load pass.
+    pub fn pass(&self) -> Duration {
+        if self.quick {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        }
+    }
+
+    /// `full` normally, `quick` on a smoke run.
+    pub fn size(&self, full: usize, quick: usize) -> usize {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// A timed webhook pass with `connections` senders, optionally paced.
+pub async fn webhooks_for(
+    addr: SocketAddr,
+    targets: &Arc<Vec<Target>>,
+    connections: usize,
+    length: Duration,
+    rate: Option<f64>,
+) -> anyhow::Result<Outcome> {
+    load::run(Plan {
+        addr,
+        kind: Kind::Webhook(targets.clone()),
+        connections,
+        stop: Stop::After(length),
+        rate,
+        samples: None,
+    })
+    .await
+}
+
+/// A timed `GET /healthz` pass.
+pub async fn healthz_for(
+    addr: SocketAddr,
+    connections: usize,
+    length: Duration,
+) -> anyhow::Result<Outcome> {
+    load::run(Plan {
+        addr,
+        kind: Kind::Healthz,
+        connections,
+        stop: Stop::After(length),
+        rate: None,
+        samples: None,
+    })
+    .await
+}
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Reproduces the evidence in BENCHMARKS.md "Bottlenecks": one hookrun server, one agent
+# with a payload schema, a stalled gateway (only the accept path runs), and a timed
+# webhook pass from the bench load generator, with optional probes.
+#
+#   scripts/bench-profile.sh sqlite|postgres SECONDS CONNECTIONS
+#   PERF=1    perf record -g of the server during the pass (report in the data dir)
+#   STRACE=1  count fsync calls of the server during the pass (wall time per call)
+#   TMPFS=1   SQLite data dir on /dev/shm (fsync costs nothing: isolates its share)
+#   PGLOCKS=1 sample pg_locks / wait events of the server's backends during the pass
+#
+# Needs scripts/bench.sh to have built target/release/hookrun and the bench tool.
+# Listens on 127.0.0.1 only; the pass is bounded by SECONDS (at most 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BACKEND=$1 SECS=$2 CONNS=$3
+BENCH=bench/target/release/hookrun-bench HOOKRUN=target/release/hookrun
+ROOT=/tmp; [ -n "${TMPFS:-}" ] && ROOT=/dev/shm
+D=$(mktemp -d "$ROOT/hookrun-profile.XXXX")
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PIDS=()
+DB=
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "$DB" ] && psql -h 127.0.0.1 -U postgres -qc "drop database if exists $DB with (force)" || true
+  [ "$ROOT" = /dev/shm ] && rm -rf "$D"
+}
+trap cleanup EXIT
+
+"$BENCH" gateway --listen 127.0.0.1:0 --delay-ms 60000 > "$D/gateway.out" & PIDS+=($!)
+for _ in $(seq 50); do grep -q listening "$D/gateway.out" && break; sleep 0.1; done
+export HOOKRUN_LISTEN=127.0.0.1:$PORT HOOKRUN_DATA_DIR=$D HOOKRUN_ADMIN_TOKEN=profile-admin \
+  HOOKRUN_LLM_BASE_URL=http://$(sed -n 's/listening on //p' "$D/gateway.out") \
+  HOOKRUN_MASTER_KEY=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc= HOOKRUN_AGENT_QUEUE=100000000
+if [ "$BACKEND" = postgres ]; then
+  DB=hookrun_profile_$$
+  psql -h 127.0.0.1 -U postgres -qc "create database $DB"
+  export HOOKRUN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
+fi
+"$HOOKRUN" serve > "$D/server.log" 2>&1 & SRV=$!; PIDS+=($SRV)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+KEY=$(curl -sf -H 'Authorization: Bearer profile-admin' -H 'content-type: application/json' \
+  -d '{"tenant_id":"profile"}' "http://127.0.0.1:$PORT/api/tenants" | json api_key)
+AGENT=$(curl -sf -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+  -d '{"name":"p","system_prompt":"x","llm_config":{"model":"m"},"payload_schema":{"type":"object","required":["ticket_id"]}}' \
+  "http://127.0.0.1:$PORT/api/agents")
+ID=$(echo "$AGENT" | json agent_id); SECRET=$(echo "$AGENT" | json webhook_secret)
+
+[ -n "${PERF:-}" ] && { perf record -F 499 -g -p "$SRV" -o "$D/perf.data" -- sleep "$SECS" > /dev/null 2>&1 & PIDS+=($!); }
+[ -n "${STRACE:-}" ] && { strace -f -c -w -e trace=fsync,fdatasync -p "$SRV" -o "$D/strace.txt" 2> /dev/null & ST=$!; }
+[ -n "${PGLOCKS:-}" ] && { (sleep 1; for _ in 1 2 3; do psql -h 127.0.0.1 -U postgres -Atc \
+  "select coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-'), count(*) from pg_stat_activity where datname = '$DB' and state <> 'idle' group by 1 order by 2 desc" | tr '\n' ' '; echo; sleep 0.5; done) & }
+read -r U0 S0 < <(awk '{print $14, $15}' "/proc/$SRV/stat"); T0=$(date +%s.%N)
+"$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" -c "$CONNS" --seconds "$SECS"
+T1=$(date +%s.%N); read -r U1 S1 < <(awk '{print $14, $15}' "/proc/$SRV/stat")
+python3 -c "print('server CPU: %.0f%% of one core' % ((($U1-$U0)+($S1-$S0))/($T1-$T0)))"  # clock ticks: 100/s
+[ -n "${STRACE:-}" ] && { kill -INT "$ST"; wait "$ST" || true; cat "$D/strace.txt"; }
+if [ -n "${PERF:-}" ]; then
+  sleep 1
+  perf report -i "$D/perf.data" --no-children --sort comm,dso --stdio 2> /dev/null | grep -E '^ +[0-9]' | head -12
+  perf report -i "$D/perf.data" --children --sort sym --stdio -g none 2> /dev/null | grep -E '^ +[0-9]' | head -30
+fi
+echo "data dir: $D"

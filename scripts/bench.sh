@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Benchmarks: builds hookrun and the bench tool (bench/, its own package) in release
+# mode, then runs every scenario on SQLite and PostgreSQL, prints the tables and the
+# targets, and writes BENCHMARKS.md (figures only; the analysis in it is kept).
+#
+#   scripts/bench.sh              # full: medians of 3 runs (~20 min on 2 cores)
+#   scripts/bench.sh --quick      # smoke run: 1 run, small counts, writes no file
+#   scripts/bench.sh --runs 5 --scenarios accept,pipeline --backends sqlite
+#
+# Everything it starts listens on 127.0.0.1 and is stopped at the end; every pass is
+# bounded in requests and time. PostgreSQL is expected on 127.0.0.1:5432 as user
+# postgres (override with BENCH_PG_URL, a maintenance database URL); each server gets
+# a fresh database, dropped afterwards. Other options: see
+# `bench/target/release/hookrun-bench suite --help`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Fan-in holds 10,000 connections to the gateway open at once.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --release --quiet --bin hookrun
+cargo build --release --quiet --manifest-path bench/Cargo.toml
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  echo "bench: PostgreSQL is not answering on 127.0.0.1:5432" >&2
+fi
+
+exec bench/target/release/hookrun-bench suite \
+  --hookrun target/release/hookrun \
+  --pg-url "${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
+  --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock || echo '+dirty')" \
+  --command-line "scripts/bench.sh${*:+ $*}" \
+  "$@"
