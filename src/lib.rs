@@ -10,7 +10,8 @@
 //! - [`http`]: actix-web handlers, one file per resource; error → status mapping.
 //! - [`actors`]: the registry and the per-agent actor that queues and runs executions.
 //! - [`events`]: event enums, envelope, the [`events::EventStore`] trait and backends.
-//! - [`projections`]: the runner (checkpoints) and the `agent_test_executions` model.
+//! - [`projections`]: read models (executions, agent summaries, daily stats), the runner,
+//!   rebuilds into shadow tables, lag.
 //! - [`audit`]: hash-chain checks and read-model verification (`hookrun verify`).
 //! - [`erasure`]: erasing a tenant by destroying its data keys (crypto-shredding).
 //! - [`recovery`]: node heartbeats and resuming executions whose node died.

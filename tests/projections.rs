@@ -30,6 +30,7 @@ on_both_backends!(
     lag_counts_the_events_not_yet_applied_until_the_runner_catches_up,
     a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering,
     a_changed_projection_version_rebuilds_the_read_model_on_start,
+    an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over,
 );
 
 /// Runs `n` executions to the end; returns the tenant key and the execution ids.
@@ -399,4 +400,71 @@ async fn a_changed_projection_version_rebuilds_the_read_model_on_start(backend: 
         .await
         .unwrap();
     assert_eq!(row["output"], GATEWAY_OUTPUT);
+}
+
+async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backend: Backend) {
+    use hookrun::projections::batch::Target;
+    use hookrun::projections::executions::Executions;
+    use hookrun::projections::{Projection, rebuild, shadow};
+
+    let Some(app) = spawn_app(backend, "projection_resume").await else {
+        return;
+    };
+    let (key, ids) = executions(&app, "acme", 3).await;
+    app.projector.catch_up().await.unwrap();
+    let (store, db) = (app.state.store.clone(), app.state.db.clone());
+    let all = app.all_events().await;
+    let total = all.len() as u64;
+    let part = Target::beside(Executions::NAME, "rebuild");
+
+    // A rebuild that stopped half-way: its shadow holds the first half, committed.
+    shadow::prepare(
+        &db,
+        Executions::NAME,
+        "execution_id",
+        &part,
+        Executions::VERSION,
+        false,
+    )
+    .await
+    .unwrap();
+    let half = all[all.len() / 2].position;
+    let first = rebuild::fill::<Executions>(&store, &db, &part, Some(half), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(first, (all.len() / 2 + 1) as u64);
+    let resumed = rebuild::rebuild::<Executions>(&store, &db, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(resumed.events, total - first, "only the rest is replayed");
+
+    // A shadow whose rows were lost (an unlogged table after a PostgreSQL crash) while
+    // its checkpoint survived is not trusted: the rebuild starts over.
+    shadow::prepare(
+        &db,
+        Executions::NAME,
+        "execution_id",
+        &part,
+        Executions::VERSION,
+        false,
+    )
+    .await
+    .unwrap();
+    rebuild::fill::<Executions>(&store, &db, &part, Some(half), |_| {})
+        .await
+        .unwrap();
+    sql(&db, "DELETE FROM agent_test_executions__rebuild").await;
+    let restarted = rebuild::rebuild::<Executions>(&store, &db, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(restarted.events, total);
+    for id in &ids {
+        let row: Value = app
+            .get(&key, &format!("/api/executions/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(row["output"], GATEWAY_OUTPUT, "{row}");
+    }
 }

@@ -219,10 +219,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             events::run(settings, selection, from, follow).await
         }
         Command::Projections { command } => match command {
-            ProjectionsCommand::Rebuild { name } => projections::rebuild(settings, &name).await,
+            ProjectionsCommand::Rebuild { name } => {
+                on_all_cores(async move { projections::rebuild(settings, &name).await }).await
+            }
             ProjectionsCommand::Status => projections::status(settings).await,
             ProjectionsCommand::Bench { events, projection } => {
-                bench::run(settings, events, &projection).await
+                on_all_cores(async move { bench::run(settings, events, &projection).await }).await
             }
         },
         Command::Verify { chain } => verify::run(settings, chain).await,
@@ -263,6 +265,22 @@ async fn tenant(settings: Settings, command: TenantCommand) -> anyhow::Result<()
             }))
         }
     }
+}
+
+/// Runs a CPU-heavy command on a multi-threaded runtime of its own (the binary's main
+/// runtime has one thread): a rebuild then decodes the next batch on one core while it
+/// folds and writes the current one on another.
+async fn on_all_cores<F>(command: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(command)
+    })
+    .await?
 }
 
 pub(crate) fn base_url(settings: &Settings, explicit: Option<String>) -> String {

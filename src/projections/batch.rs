@@ -22,6 +22,10 @@ use crate::events::{EventStore, Position, RecordedEvent};
 pub struct Target {
     pub table: String,
     pub checkpoint: String,
+    /// Served to readers: every batch must be on disk when it commits. A shadow or
+    /// scratch copy is served to no one until a swap (which commits normally) and
+    /// resumes from its own committed checkpoint, so its batches need not wait.
+    pub durable: bool,
 }
 
 impl Target {
@@ -30,6 +34,7 @@ impl Target {
         Target {
             table: name.to_owned(),
             checkpoint: name.to_owned(),
+            durable: true,
         }
     }
 
@@ -39,6 +44,7 @@ impl Target {
         Target {
             checkpoint: table.clone(),
             table,
+            durable: false,
         }
     }
 }
@@ -65,6 +71,9 @@ pub async fn apply_batch<P: Projection>(
         return Ok(Applied::Done(after));
     };
     let mut tx = Tx::begin(db, &[&target.checkpoint]).await?;
+    if !target.durable {
+        tx.relax_durability().await?;
+    }
     let current = sql::read_checkpoint_in(&mut tx, &target.checkpoint)
         .await?
         .map_or(Position::START, |c| c.position);

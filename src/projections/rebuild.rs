@@ -74,7 +74,11 @@ pub async fn rebuild<P: Projection>(
     let key = <P::Row as Record>::COLUMNS[0].name;
     let from = shadow::prepare(db, P::NAME, key, &shadow, P::VERSION, true).await?;
     let remaining = store.count_after(from, u64::MAX).await?;
-    let already = store.count_after(Position::START, u64::MAX).await? - remaining;
+    let already = if from == Position::START {
+        0
+    } else {
+        store.count_after(Position::START, u64::MAX).await? - remaining
+    };
     let total = already + remaining;
     let events = fill::<P>(store, db, &shadow, None, |done| {
         progress(Progress {
@@ -84,6 +88,7 @@ pub async fn rebuild<P: Projection>(
         })
     })
     .await?;
+    shadow::make_durable(db, &shadow).await?;
     shadow::index_before_swap(db, P::NAME, &shadow).await?;
 
     let mut tx = Tx::begin(db, &[&live.checkpoint, &shadow.checkpoint]).await?;
@@ -137,7 +142,7 @@ pub async fn fill<P: Projection>(
         let from = sql::read_checkpoint(db, &target.checkpoint)
             .await?
             .map_or(Position::START, |c| c.position);
-        let (tx, mut batches) = mpsc::channel(2);
+        let (tx, mut batches) = mpsc::channel(4);
         let reader = tokio::spawn(read_ahead(store.clone(), from, stop, tx));
         let _abort = AbortOnDrop(reader);
         while let Some(read) = batches.recv().await {

@@ -50,6 +50,7 @@ pub async fn prepare(
         && let Some(cp) = sql::read_checkpoint(db, &shadow.checkpoint).await?
         && cp.version == version
         && table_exists(db, &shadow.table).await?
+        && (cp.position == Position::START || has_rows(db, &shadow.table).await?)
     {
         return Ok(cp.position);
     }
@@ -72,8 +73,11 @@ pub async fn prepare(
             vec![format!("CREATE TABLE \"{table}\" {columns}")]
         }
         Tx::Postgres(_) => vec![
+            // Unlogged: the shadow's rows skip the write-ahead log while it fills (a
+            // crash empties it, which `prepare` notices); `make_durable` logs it
+            // before it is swapped in.
             format!(
-                "CREATE TABLE \"{table}\" (LIKE \"{live}\" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                "CREATE UNLOGGED TABLE \"{table}\" (LIKE \"{live}\" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
             ),
             format!(
                 "ALTER TABLE \"{table}\" ADD CONSTRAINT \"{table}_pkey\" PRIMARY KEY (\"{key}\")"
@@ -86,6 +90,30 @@ pub async fn prepare(
     sql::set_checkpoint(&mut tx, &shadow.checkpoint, Position::START, version).await?;
     tx.commit().await?;
     Ok(Position::START)
+}
+
+/// Whether a table has any row. On PostgreSQL an unlogged shadow is emptied by a crash
+/// while its checkpoint (a logged row) survives: such a shadow cannot be resumed.
+async fn has_rows(db: &Db, table: &str) -> Result<bool, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM \"{table}\")"));
+    Ok(match db {
+        Db::Sqlite(s) => {
+            sqlx::query_scalar::<_, bool>(sql)
+                .fetch_one(&s.writer)
+                .await?
+        }
+        Db::Postgres(pg) => sqlx::query_scalar::<_, bool>(sql).fetch_one(pg).await?,
+    })
+}
+
+/// PostgreSQL: writes the (unlogged) shadow to the write-ahead log, so that once
+/// swapped in it is as durable as any table. Done before the swap, outside its lock.
+pub async fn make_durable(db: &Db, shadow: &Target) -> anyhow::Result<()> {
+    if let Db::Postgres(pg) = db {
+        let sql = format!("ALTER TABLE \"{}\" SET LOGGED", shadow.table);
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pg).await?;
+    }
+    Ok(())
 }
 
 /// Drops a shadow and its checkpoint.

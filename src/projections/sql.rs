@@ -66,6 +66,18 @@ impl Tx {
         }
     }
 
+    /// Lets this transaction commit without waiting for its log to reach the disk
+    /// (PostgreSQL `synchronous_commit = off`: atomic and ordered, but a crash may lose
+    /// it). SQLite: no change.
+    pub async fn relax_durability(&mut self) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(t) = self {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, Tx::Postgres(_))
     }
