@@ -32,7 +32,7 @@ trap cleanup EXIT
 for _ in $(seq 50); do grep -q listening "$D/gateway.out" && break; sleep 0.1; done
 export HOOKRUN_LISTEN=127.0.0.1:$PORT HOOKRUN_DATA_DIR=$D HOOKRUN_ADMIN_TOKEN=profile-admin \
   HOOKRUN_LLM_BASE_URL=http://$(sed -n 's/listening on //p' "$D/gateway.out") \
-  HOOKRUN_MASTER_KEY=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc= HOOKRUN_AGENT_QUEUE=100000000
+  HOOKRUN_MASTER_KEY=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc= HOOKRUN_AGENT_QUEUE=100000000 HOOKRUN_MAX_IN_FLIGHT=100000000
 if [ "$BACKEND" = postgres ]; then
   DB=hookrun_profile_$$
   psql -h 127.0.0.1 -U postgres -qc "create database $DB"

@@ -75,6 +75,9 @@ pub struct Settings {
     /// `HOOKRUN_EXECUTION_DEADLINE_S`: longest time from 202 to a terminal event
     /// (default 900 s); past it the execution fails with `deadline_exceeded`.
     pub execution_deadline: Duration,
+    /// `HOOKRUN_AGENT_CACHE_TTL_MS`: how long the webhook path keeps an agent record in
+    /// memory (default 1000 ms; 0: read it on every request). See `catalog::cache`.
+    pub agent_cache_ttl: Duration,
     /// `HOOKRUN_SWEEP_INTERVAL_MS`: how often a node heartbeats and looks for orphaned
     /// executions (default 5000 ms).
     pub sweep_interval: Duration,
@@ -136,6 +139,11 @@ impl Settings {
             node_id: get("HOOKRUN_NODE_ID").unwrap_or_else(default_node_id),
             max_in_flight: number(&get, "HOOKRUN_MAX_IN_FLIGHT", 20_000)?.max(1),
             execution_deadline: secs(number(&get, "HOOKRUN_EXECUTION_DEADLINE_S", 900)?),
+            agent_cache_ttl: Duration::from_millis(number(
+                &get,
+                "HOOKRUN_AGENT_CACHE_TTL_MS",
+                1_000,
+            )? as u64),
             sweep_interval: Duration::from_millis(
                 number(&get, "HOOKRUN_SWEEP_INTERVAL_MS", 5_000)?.max(10) as u64,
             ),

@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::actors::{ExecutionDeps, Registry, run::Limits};
+use crate::catalog::cache::AgentCache;
 use crate::config::{DatabaseBackend, Settings};
 use crate::crypto::{MasterKey, Sealer};
 use crate::db::Db;
@@ -153,6 +154,7 @@ impl Application {
             sealer,
             keys,
             schemas: SchemaCache::default(),
+            agents: Arc::new(AgentCache::new(settings.agent_cache_ttl)),
             audit: crate::deliveries::AuditLog::start(db.clone(), settings.audit),
             rate_limits: RateLimits::new(settings.rate_agent, settings.rate_tenant),
             settings: Arc::new(settings),

@@ -8,6 +8,7 @@
 //! (see `crate::crypto`); API keys only as hashes.
 
 pub mod agents;
+pub mod cache;
 pub mod commands;
 pub mod reseal;
 pub mod tenants;

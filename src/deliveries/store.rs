@@ -15,6 +15,9 @@ use crate::{with_db, with_db_read};
 /// Largest page a listing returns.
 pub const MAX_LIMIT: i64 = 500;
 
+/// Rows per insert statement (12 parameters each: well under both backends' limits).
+const INSERT_CHUNK: usize = 256;
+
 /// Inserts `records` and prunes what exceeds the bounds, in one transaction.
 pub async fn insert_and_prune(
     db: &Db,
@@ -29,27 +32,30 @@ pub async fn insert_and_prune(
         .collect();
     with_db!(db, |pool| {
         let mut tx = pool.begin().await?;
-        for r in records {
-            sqlx::query(
+        // One statement per chunk (not per record): it shares the writer connection
+        // with the event store's group commit. Not kept prepared: its text varies with
+        // the number of rows, and it would push the hot statements out of the cache.
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO webhook_deliveries (agent_id, tenant_id, requested_agent, \
                  delivery_id, execution_id, outcome, reason, status, source_addr, \
-                 received_at, duration_ms, count) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(r.agent.as_ref().map(|(id, _)| id.to_string()))
-            .bind(r.agent.as_ref().map(|(_, t)| t.to_string()))
-            .bind(&r.requested_agent)
-            .bind(&r.delivery_id)
-            .bind(&r.execution_id)
-            .bind(r.outcome.as_str())
-            .bind(r.reason)
-            .bind(i32::from(r.status))
-            .bind(&r.source_addr)
-            .bind(timestamp(r.received_at))
-            .bind(r.duration_ms)
-            .bind(i64::try_from(r.count).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+                 received_at, duration_ms, count) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(r.agent.as_ref().map(|(id, _)| id.to_string()))
+                    .push_bind(r.agent.as_ref().map(|(_, t)| t.to_string()))
+                    .push_bind(r.requested_agent.clone())
+                    .push_bind(r.delivery_id.clone())
+                    .push_bind(r.execution_id.clone())
+                    .push_bind(r.outcome.as_str())
+                    .push_bind(r.reason)
+                    .push_bind(i32::from(r.status))
+                    .push_bind(r.source_addr.clone())
+                    .push_bind(timestamp(r.received_at))
+                    .push_bind(r.duration_ms)
+                    .push_bind(i64::try_from(r.count).unwrap_or(i64::MAX));
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         for (agent, outcome) in &touched {
             // Keep the newest `keep` rows: delete from the (keep+1)-th newest down.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,7 +14,10 @@ use crate::db::Db;
 use crate::domain::AgentId;
 
 /// Records written per transaction at most.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
+
+/// Shortest time between two writes while records keep coming (a flush does not wait).
+const LINGER: Duration = Duration::from_millis(50);
 
 /// How often suppressed requests are written as aggregate rows.
 const AGGREGATE_EVERY: Duration = Duration::from_secs(5);
@@ -67,6 +70,7 @@ pub(super) async fn run(
     let mut tick = tokio::time::interval(AGGREGATE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut messages = Vec::with_capacity(BATCH);
+    let mut last_write: Option<Instant> = None;
     loop {
         tokio::select! {
             received = rx.recv_many(&mut messages, BATCH) => {
@@ -74,6 +78,21 @@ pub(super) async fn run(
                     // Every sender is gone (shutdown): write what is left and stop.
                     write_aggregates(&db, &settings, &aggregates).await;
                     return;
+                }
+                // Under a steady stream, gather for up to LINGER since the last write:
+                // one transaction (one fsync on the writer the event store shares) per
+                // LINGER rather than one per wake-up. After a quiet spell, at once.
+                let wait = last_write.map_or(Duration::ZERO, |at| LINGER.saturating_sub(at.elapsed()));
+                if !wait.is_zero() && !has_flush(&messages) {
+                    let _ = tokio::time::timeout(wait, async {
+                        while messages.len() < BATCH && !has_flush(&messages) {
+                            let room = BATCH - messages.len();
+                            if rx.recv_many(&mut messages, room).await == 0 {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                 }
                 let mut records = Vec::with_capacity(messages.len());
                 let mut flushes = Vec::new();
@@ -84,6 +103,7 @@ pub(super) async fn run(
                     }
                 }
                 write(&db, &settings, &records).await;
+                last_write = Some(Instant::now());
                 if !flushes.is_empty() {
                     write_aggregates(&db, &settings, &aggregates).await;
                     for done in flushes {
@@ -94,6 +114,10 @@ pub(super) async fn run(
             _ = tick.tick() => write_aggregates(&db, &settings, &aggregates).await,
         }
     }
+}
+
+fn has_flush(messages: &[Msg]) -> bool {
+    messages.iter().any(|m| matches!(m, Msg::Flush(_)))
 }
 
 async fn write_aggregates(

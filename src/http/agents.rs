@@ -110,11 +110,24 @@ pub async fn update(
         .timestamp_tolerance_s
         .map(commands::check_tolerance)
         .transpose()?;
-    webhook_secrets::update_signature_settings(&state.db, &state.store, &agent, scheme, tolerance)
+    let changed = async {
+        webhook_secrets::update_signature_settings(
+            &state.db,
+            &state.store,
+            &agent,
+            scheme,
+            tolerance,
+        )
         .await?;
-    if let Some(status) = body.status.filter(|s| *s != agent.status) {
-        commands::set_status(&state.db, &state.store, &agent, status).await?;
+        if let Some(status) = body.status.filter(|s| *s != agent.status) {
+            commands::set_status(&state.db, &state.store, &agent, status).await?;
+        }
+        Ok::<_, ApiError>(())
     }
+    .await;
+    // Whatever part of the change was made, the webhook path must not keep the old one.
+    state.agents.invalidate(&agent.agent_id);
+    changed?;
     let agent = owned_agent(&state, &tenant, &path).await?;
     Ok(HttpResponse::Ok().json(describe(&state, &agent)))
 }
@@ -178,9 +191,11 @@ pub async fn rotate_webhook_secret(
     let expires_in = options
         .previous_expires_in_s
         .unwrap_or(DEFAULT_PREVIOUS_EXPIRES_IN_S);
-    let (secret, previous_expires_at) =
+    let rotated =
         webhook_secrets::rotate_secret(&state.db, &state.store, &state.sealer, &agent, expires_in)
-            .await?;
+            .await;
+    state.agents.invalidate(&agent.agent_id);
+    let (secret, previous_expires_at) = rotated?;
     Ok(HttpResponse::Ok().json(json!({
         "agent_id": agent.agent_id.to_string(),
         "webhook_secret": agent.signature_scheme.display_secret(&secret),
@@ -202,14 +217,16 @@ pub async fn set_llm_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = owned_agent(&state, &tenant, &path).await?;
-    commands::set_llm_key(
+    let set = commands::set_llm_key(
         &state.db,
         &state.store,
         &state.sealer,
         &agent,
         &body.api_key,
     )
-    .await?;
+    .await;
+    state.agents.invalidate(&agent.agent_id);
+    set?;
     Ok(HttpResponse::Ok().json(json!({
         "agent_id": agent.agent_id.to_string(),
         "key_source": "tenant",

@@ -40,6 +40,8 @@ pub struct AppState {
     /// Per-tenant data keys (erasure destroys them).
     pub keys: Arc<crate::events::tenant_keys::TenantKeys>,
     pub schemas: SchemaCache,
+    /// Agent records of the webhook path (invalidate after changing an agent).
+    pub agents: Arc<crate::catalog::cache::AgentCache>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     /// Base of the webhook URLs shown to users.

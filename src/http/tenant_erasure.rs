@@ -18,7 +18,9 @@ pub async fn erase(
 ) -> Result<HttpResponse, ApiError> {
     let tenant =
         TenantId::parse(&path).map_err(|_| ApiError::not_found(format!("tenant {path}")))?;
-    match erase_tenant(&state.db, &state.store, &state.keys, &tenant).await {
+    let erased = erase_tenant(&state.db, &state.store, &state.keys, &tenant).await;
+    state.agents.clear();
+    match erased {
         Ok(erasure) => Ok(HttpResponse::Ok().json(serde_json::json!({
             "tenant_id": erasure.tenant_id,
             "erased": true,

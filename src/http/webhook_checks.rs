@@ -1,6 +1,8 @@
 //! The checks of the webhook handler (`webhooks.rs`), one function each, in the
 //! order it runs them. Each answers with the error the sender sees.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, web};
@@ -9,7 +11,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::catalog::{AgentRecord, agents};
+use crate::catalog::{AgentRecord, AgentStatus, agents};
 use crate::domain::AgentId;
 use crate::webhook::{self, SignatureError};
 
@@ -56,11 +58,48 @@ pub(super) async fn read_body(
     Ok(body.freeze())
 }
 
-/// The agent named by the path (any status); 404 when there is none.
-pub(super) async fn find_agent(state: &AppState, raw_id: &str) -> Result<AgentRecord, ApiError> {
+/// The agent named by the path (any status), and whether it came from memory; 404
+/// when there is none.
+pub(super) async fn find_agent(
+    state: &AppState,
+    raw_id: &str,
+) -> Result<(Arc<AgentRecord>, bool), ApiError> {
     let unknown = || ApiError::not_found(format!("agent {raw_id}"));
     let agent_id = AgentId::parse(raw_id).map_err(|_| unknown())?;
-    agents::get(&state.db, &agent_id).await?.ok_or_else(unknown)
+    let found = state
+        .agents
+        .get(&state.db, &agent_id)
+        .await?
+        .ok_or_else(unknown)?;
+    Ok((found.agent, found.from_memory))
+}
+
+/// The agent as stored now (it was found a moment ago; 404 if it is gone since).
+pub(super) async fn reload_agent(
+    state: &AppState,
+    agent_id: &AgentId,
+) -> Result<Arc<AgentRecord>, ApiError> {
+    state
+        .agents
+        .reload(&state.db, agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("agent {agent_id}")))
+}
+
+/// Only active agents accept webhooks.
+pub(super) fn check_active(agent: &AgentRecord) -> Result<(), ApiError> {
+    if agent.status == AgentStatus::Active {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "agent_not_active",
+        format!(
+            "agent {} is {} and does not accept webhooks",
+            agent.agent_id,
+            agent.status.as_str()
+        ),
+    ))
 }
 
 /// Verifies the signature with the agent's scheme and replay window, against the

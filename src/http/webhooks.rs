@@ -9,7 +9,6 @@
 //! is written off the request path (see `crate::audit`) whatever the answer.
 //! The individual checks are in `webhook_checks.rs`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -20,7 +19,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::webhook_checks::{self as checks, HeaderAdapter};
 use crate::actors::{Enqueue, EnqueueError, Enqueued};
-use crate::catalog::AgentStatus;
+use crate::catalog::{AgentRecord, AgentStatus};
 use crate::deliveries::{DeliveryRecord, Outcome};
 use crate::domain::{AgentId, DeliveryId, TenantId};
 use crate::webhook;
@@ -92,7 +91,7 @@ async fn handle(
 ) -> Result<Enqueued, ApiError> {
     let limit = state.settings.max_body_bytes;
     checks::check_declared_length(req, limit)?;
-    let agent = checks::find_agent(state, raw_agent_id).await?;
+    let (mut agent, mut from_memory) = checks::find_agent(state, raw_agent_id).await?;
     trace.agent = Some((agent.agent_id, agent.tenant_id.clone()));
     let claimed_id = webhook::delivery_id_for(agent.signature_scheme, &HeaderAdapter(req));
     // Recorded even when the request is refused (helps a sender find its delivery);
@@ -101,30 +100,34 @@ async fn handle(
         .as_deref()
         .and_then(|raw| DeliveryId::parse(raw).ok())
         .map(|id| id.to_string());
-    if agent.status != AgentStatus::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "agent_not_active",
-            format!(
-                "agent {} is {} and does not accept webhooks",
-                agent.agent_id,
-                agent.status.as_str()
-            ),
-        ));
+    // A record from memory may predate a change made elsewhere: whatever it refuses
+    // is decided again on the stored record (see `catalog::cache`).
+    if agent.status != AgentStatus::Active && from_memory {
+        (agent, from_memory) = (checks::reload_agent(state, &agent.agent_id).await?, false);
     }
+    checks::check_active(&agent)?;
     state.rate_limits.check(&agent.agent_id, &agent.tenant_id)?;
     let body = checks::read_body(body, limit).await?;
-    checks::verify_signature(state, req, &agent, &body)?;
-    checks::check_content_type(req)?;
-    let payload = checks::parse_json(&body)?;
-    checks::check_schema(state, &agent, &payload)?;
+    let payload = loop {
+        match check_body(state, req, &agent, &body) {
+            Ok(payload) => break payload,
+            Err(e)
+                if from_memory
+                    && e.code != "invalid_json"
+                    && e.code != "unsupported_media_type" =>
+            {
+                (agent, from_memory) = (checks::reload_agent(state, &agent.agent_id).await?, false);
+                checks::check_active(&agent)?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let delivery_id = match claimed_id {
         Some(raw) => DeliveryId::parse(&raw)
             .map_err(|e| ApiError::bad_request("invalid_delivery_id", e.0))?,
         None => DeliveryId::generate(),
     };
     trace.delivery_id = Some(delivery_id.to_string());
-    let agent = Arc::new(agent);
     state
         .registry
         .enqueue(Enqueue::new(agent, delivery_id, payload))
@@ -145,4 +148,18 @@ async fn handle(
             EnqueueError::Store(e) => e.into(),
             EnqueueError::Internal(e) => ApiError::internal(e),
         })
+}
+
+/// The checks of the body that depend on the agent's configuration, in order.
+fn check_body(
+    state: &AppState,
+    req: &HttpRequest,
+    agent: &AgentRecord,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    checks::verify_signature(state, req, agent, body)?;
+    checks::check_content_type(req)?;
+    let payload = checks::parse_json(body)?;
+    checks::check_schema(state, agent, &payload)?;
+    Ok(payload)
 }

@@ -23,6 +23,7 @@ pub mod model;
 pub mod rebuild;
 pub mod runner;
 pub mod shadow;
+mod shared_reads;
 pub mod sql;
 pub mod status;
 

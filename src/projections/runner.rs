@@ -21,11 +21,17 @@ use super::daily::DailyAgentStats;
 use super::executions::Executions;
 use super::model::Projection;
 use super::rebuild::{self, ProgressFn, RebuildReport};
+use super::shared_reads::SharedReads;
 use super::sql;
 use crate::db::Db;
 use crate::events::{EventStore, Position};
 
 pub const EXECUTIONS_PROJECTION: &str = Executions::NAME;
+
+/// Pause between two passes while events keep coming (after a quiet spell, the first
+/// event is applied at once). It bounds the commits the read models cost, whatever
+/// the rate, for a few milliseconds of read-model lag.
+const BUSY_GAP: Duration = Duration::from_millis(20);
 
 /// Events per batch while following.
 const FOLLOW_BATCH: usize = 500;
@@ -166,25 +172,28 @@ impl ProjectionRunner {
         Ok(most)
     }
 
-    /// Applies batches until every projection has read everything visible now.
+    /// Applies batches until every projection has read everything visible now. The
+    /// projections take turns, one batch each, so that those at the same checkpoint
+    /// share each read ([`SharedReads`]).
     pub async fn catch_up(&self) -> anyhow::Result<usize> {
+        let store = SharedReads::new(Arc::clone(&self.store));
         let mut total = 0;
-        for p in self.projections.iter() {
-            let target = Target::live(p.name());
-            loop {
-                match p
-                    .run_once(self.store.as_ref(), &self.db, &target, self.batch)
-                    .await?
-                {
-                    None => continue,
+        let mut behind: Vec<&Arc<dyn AnyProjection>> = self.projections.iter().collect();
+        while !behind.is_empty() {
+            let mut still = Vec::with_capacity(behind.len());
+            for p in behind {
+                let target = Target::live(p.name());
+                match p.run_once(&store, &self.db, &target, self.batch).await? {
+                    None => still.push(p), // raced with a rebuild's swap: again
                     Some(n) => {
                         total += n;
-                        if n < self.batch {
-                            break;
+                        if n >= self.batch {
+                            still.push(p);
                         }
                     }
                 }
             }
+            behind = still;
         }
         Ok(total)
     }
@@ -256,9 +265,19 @@ impl ProjectionRunner {
             }
         });
         let mut changes = self.store.changes();
+        let mut busy = false;
         loop {
-            if let Err(e) = self.catch_up().await {
-                tracing::warn!("projections failed, will retry: {e:#}");
+            if busy {
+                // Events keep coming: let them gather, so that each pass (a transaction
+                // per projection) covers many of them.
+                tokio::time::sleep(BUSY_GAP).await;
+            }
+            match self.catch_up().await {
+                Ok(applied) => busy = applied > 0,
+                Err(e) => {
+                    busy = false;
+                    tracing::warn!("projections failed, will retry: {e:#}");
+                }
             }
             if *shutdown.borrow() {
                 rebuild.abort();

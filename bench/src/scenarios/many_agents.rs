@@ -30,7 +30,11 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> anyhow::Result<Figures> {
         &ctx.env,
         backend,
         stalled.addr,
-        &[("HOOKRUN_AGENT_QUEUE", "100000000".into())],
+        &[
+            ("HOOKRUN_AGENT_QUEUE", "100000000".into()),
+            // Accepted executions pile up behind the stalled gateway: no node limit.
+            ("HOOKRUN_MAX_IN_FLIGHT", "100000000".into()),
+        ],
     )
     .await?;
     let result = measure(ctx, &mut server, &instant).await;

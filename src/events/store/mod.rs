@@ -4,7 +4,10 @@
 //! - [`sqlite`]: the embedded default, a file in the data dir.
 //! - [`postgres`]: production single-region.
 
+mod batch;
+mod pg_writer;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 pub mod subscription;
 

@@ -36,6 +36,10 @@
 //! a conflict for `NoStream`/`Exact` (with the actual revision), idempotent success when
 //! the winner stored the same event ids, a new revision for `Any`.
 //!
+//! Appends are group-committed: a few writer tasks (`pg_writer`) take the appends waiting
+//! and decide and insert each batch in one transaction, with the same reads and checks
+//! per round as above and the same retry when a race is lost.
+//!
 //! After a commit, readers in this process are woken at once through
 //! [`EventStore::changes`]; other processes through `NOTIFY hookrun_events`, sent by a
 //! background task at most every few milliseconds and never inside an append: a
@@ -50,19 +54,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::sqlite::rules;
+use super::batch::{self, AppendRequest};
 use super::{AppendResult, EventStore, ExpectedVersion, StoreError};
+use super::{pg_writer, rules};
 use crate::events::envelope::{NewEvent, Position, RecordedEvent};
 
 /// The `NOTIFY` channel appends signal on.
 pub const NOTIFY_CHANNEL: &str = "hookrun_events";
 
 /// How many times an append that lost a race is retried before giving up.
-const MAX_ATTEMPTS: usize = 64;
+pub(super) const MAX_ATTEMPTS: usize = 64;
 
 const SELECT: &str = "SELECT seq, tx_id, stream_id, revision, event_id::text AS event_id, \
      event_type, data::text AS data, metadata::text AS metadata, \
@@ -76,9 +81,10 @@ const NOTIFY_COALESCE: Duration = Duration::from_millis(5);
 pub struct PostgresEventStore {
     pool: PgPool,
     changes: Arc<watch::Sender<()>>,
-    appended: Arc<Notify>,
+    writer: mpsc::Sender<AppendRequest>,
     _listener: AbortOnDrop,
     _notifier: AbortOnDrop,
+    _writers: Vec<AbortOnDrop>,
 }
 
 #[derive(Debug)]
@@ -100,12 +106,25 @@ impl PostgresEventStore {
         let task = tokio::spawn(forward_notifications(listener, Arc::clone(&changes)));
         let appended = Arc::new(Notify::new());
         let notifier = tokio::spawn(notify_other_processes(pool.clone(), Arc::clone(&appended)));
+        let (writer, requests) = mpsc::channel(4 * batch::MAX);
+        let requests = Arc::new(Mutex::new(requests));
+        let writers = (0..pg_writer::WRITERS)
+            .map(|_| {
+                AbortOnDrop(tokio::spawn(pg_writer::run(
+                    pool.clone(),
+                    Arc::clone(&requests),
+                    Arc::clone(&changes),
+                    Arc::clone(&appended),
+                )))
+            })
+            .collect();
         Ok(PostgresEventStore {
             pool,
             changes,
-            appended,
+            writer,
             _listener: AbortOnDrop(task),
             _notifier: AbortOnDrop(notifier),
+            _writers: writers,
         })
     }
 }
@@ -151,25 +170,16 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         rules::check_not_empty(stream, &events)?;
-        let mut last_race = String::new();
-        for _ in 0..MAX_ATTEMPTS {
-            let mut tx = self.pool.begin().await.map_err(map_err)?;
-            match append_on(&mut tx, stream, expected, &events).await {
-                Ok((result, written)) => {
-                    if written {
-                        tx.commit().await.map_err(map_err)?;
-                        self.changes.send_replace(());
-                        self.appended.notify_one();
-                    }
-                    return Ok(result);
-                }
-                Err(Failure::Race(e)) => last_race = e.to_string(),
-                Err(Failure::Store(e)) => return Err(e),
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "append to {stream} lost {MAX_ATTEMPTS} races in a row (last: {last_race})"
-        )))
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        let gone = || StoreError::Unavailable("the event store writer has stopped".into());
+        self.writer.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn read_stream(
@@ -240,6 +250,33 @@ impl EventStore for PostgresEventStore {
     }
 }
 
+/// One append in its own transaction, retried while it loses races. The writer tasks
+/// use it for a batch that failed as a whole.
+pub(super) async fn append_one(
+    pool: &PgPool,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendResult, StoreError> {
+    let mut last_race = String::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let mut tx = pool.begin().await.map_err(map_err)?;
+        match append_on(&mut tx, stream, expected, events).await {
+            Ok((result, written)) => {
+                if written {
+                    tx.commit().await.map_err(map_err)?;
+                }
+                return Ok(result);
+            }
+            Err(Failure::Race(e)) => last_race = e.to_string(),
+            Err(Failure::Store(e)) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "append to {stream} lost {MAX_ATTEMPTS} races in a row (last: {last_race})"
+    )))
+}
+
 /// Appends inside a transaction the caller opened on `conn` (and commits or rolls back).
 /// Readers of `$all` see nothing appended after it began until it ends (module doc).
 /// A lost race is reported as `Unavailable`: the transaction is aborted; retry it whole.
@@ -260,7 +297,7 @@ pub async fn append_in_transaction(
     }
 }
 
-enum Failure {
+pub(super) enum Failure {
     /// Lost a race to a concurrent writer (unique violation, deadlock, serialization
     /// failure); the transaction is aborted and the whole append can be retried.
     Race(sqlx::Error),
@@ -359,7 +396,7 @@ async fn append_on(
     ))
 }
 
-fn position(row: &PgRow) -> Result<Position, sqlx::Error> {
+pub(super) fn position(row: &PgRow) -> Result<Position, sqlx::Error> {
     Ok(Position {
         commit: to_u64(row.try_get("tx_id")?),
         prepare: to_u64(row.try_get("seq")?),
@@ -416,10 +453,10 @@ fn map_err(err: sqlx::Error) -> StoreError {
     }
 }
 
-fn to_u64(v: i64) -> u64 {
+pub(super) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

@@ -1,18 +1,18 @@
 //! SQLite backend (embedded default): the `events` table in the data dir's SQLite file.
 //!
-//! This file owns the SQLite implementation of [`EventStore`] and the backend-independent
-//! append rules ([`rules`]: expected-version check and idempotent re-append) that the
-//! PostgreSQL backend shares.
-//!
 //! Global order is the table's `seq` (`INTEGER PRIMARY KEY AUTOINCREMENT`), with
 //! `Position { commit: seq, prepare: seq }`. Appends go to one writer task on the single
 //! writer connection of [`SqliteDb`], which commits whatever appends are waiting in one
-//! `BEGIN IMMEDIATE` transaction (group commit: one fsync for the batch, each append in
-//! its own savepoint). Write transactions are serialized, so sequence numbers are handed
-//! out in commit order and a reader can never see `seq` N+1 before N. Each row's `hash` chains it to the previous event of its stream
-//! (`events::chain`), computed in the same transaction. Reads go through the reader pool (WAL: readers run beside the
-//! writer). [`EventStore::changes`] only sees appends made through this process's store;
-//! subscribers re-check periodically for writes from elsewhere.
+//! `BEGIN IMMEDIATE` transaction (group commit: one fsync for the batch, see
+//! [`batch`](super::batch) for how the batch is decided in a few statements). Write
+//! transactions are serialized, so sequence numbers are handed out in commit order and a
+//! reader can never see `seq` N+1 before N. Each row's `hash` chains it to the previous
+//! event of its stream (`events::chain`), computed in the same transaction. Reads go
+//! through the reader pool (WAL: readers run beside the writer). [`EventStore::changes`]
+//! only sees appends made through this process's store; subscribers re-check
+//! periodically for writes from elsewhere.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -21,7 +21,8 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::{AppendResult, EventStore, ExpectedVersion, StoreError};
+use super::batch::{self, AppendRequest};
+use super::{AppendResult, EventStore, ExpectedVersion, StoreError, rules};
 use crate::db::SqliteDb;
 use crate::events::envelope::{NewEvent, Position, RecordedEvent};
 
@@ -35,22 +36,11 @@ pub struct SqliteEventStore {
     writer: mpsc::Sender<AppendRequest>,
 }
 
-/// One append waiting for the group commit.
-struct AppendRequest {
-    stream: String,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
-}
-
-/// Appends committed together at most (one transaction, one fsync).
-const GROUP_COMMIT_MAX: usize = 256;
-
 impl SqliteEventStore {
     /// A store over `db` (migrations must have been applied, as `Db::open_sqlite_file` does).
     /// Starts the writer task on the current tokio runtime.
     pub fn new(db: SqliteDb) -> Self {
-        let (writer, requests) = mpsc::channel(4 * GROUP_COMMIT_MAX);
+        let (writer, requests) = mpsc::channel(4 * batch::MAX);
         let changes = watch::Sender::new(());
         tokio::spawn(group_commit(db.writer.clone(), requests, changes.clone()));
         SqliteEventStore {
@@ -61,18 +51,17 @@ impl SqliteEventStore {
     }
 }
 
-/// The writer task: takes every append waiting, runs each in its own savepoint of one
-/// `BEGIN IMMEDIATE` transaction, commits once, then answers each. A commit is an
-/// fsync (`synchronous = FULL`): batching makes it one per batch instead of one per
-/// append, and every answer still comes after its events are on disk. An append that
-/// fails (a conflict, say) rolls back to its savepoint and leaves the others alone.
+/// The writer task: takes every append waiting and commits them in one `BEGIN
+/// IMMEDIATE` transaction, then answers each. A commit is an fsync (`synchronous =
+/// FULL`): batching makes it one per batch instead of one per append, and every answer
+/// still comes after its events are on disk.
 async fn group_commit(
     pool: SqlitePool,
     mut requests: mpsc::Receiver<AppendRequest>,
     changes: watch::Sender<()>,
 ) {
-    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
-    while requests.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
+    let mut batch = Vec::with_capacity(batch::MAX);
+    while requests.recv_many(&mut batch, batch::MAX).await > 0 {
         let results = match commit_batch(&pool, &batch).await {
             Ok(results) => results,
             Err(e) => batch
@@ -89,7 +78,150 @@ async fn group_commit(
     }
 }
 
+/// The batch in rounds of a few statements each ([`batch`]); if the database refuses
+/// a round's rows (which the checks should have prevented), the batch again one append
+/// at a time, each in its own savepoint, so that one bad append fails alone.
 async fn commit_batch(
+    pool: &SqlitePool,
+    batch: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+    let mut results: Vec<Option<Result<AppendResult, StoreError>>> =
+        batch.iter().map(|_| None).collect();
+    let mut failed = None;
+    for round in batch::rounds(batch) {
+        match append_round(&mut tx, batch, &round).await {
+            Ok(answers) => {
+                for (i, answer) in round.into_iter().zip(answers) {
+                    results[i] = Some(answer);
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    match failed {
+        None => {
+            tx.commit().await.map_err(map_err)?;
+            Ok(results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("not decided".into()))))
+                .collect())
+        }
+        Some(e @ StoreError::Unavailable(_)) => Err(e),
+        Some(e) => {
+            tracing::warn!(error = %e, "batched append refused; appending one at a time");
+            tx.rollback().await.map_err(map_err)?;
+            commit_each(pool, batch).await
+        }
+    }
+}
+
+/// One round of a batch: two reads, one insert.
+async fn append_round(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[AppendRequest],
+    round: &[usize],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let (streams, ids) = batch::keys(batch, round);
+    let streams = serde_json::to_string(&streams).map_err(backend)?;
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let ids = serde_json::to_string(&ids).map_err(backend)?;
+    let mut stored = batch::Stored::default();
+    // A bare column beside MAX() comes from the row holding the maximum.
+    let lasts = sqlx::query(
+        "SELECT stream_id, MAX(revision) AS revision, hash FROM events \
+         WHERE stream_id IN (SELECT value FROM json_each(?1)) GROUP BY stream_id",
+    )
+    .bind(streams)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    for row in &lasts {
+        let stream: String = row.try_get("stream_id").map_err(map_err)?;
+        let revision = to_u64(row.try_get("revision").map_err(map_err)?);
+        stored
+            .last
+            .insert(stream, (revision, row.try_get("hash").map_err(map_err)?));
+    }
+    let found = sqlx::query(
+        "SELECT event_id, stream_id, revision, seq FROM events \
+         WHERE event_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    for row in &found {
+        let id: String = row.try_get("event_id").map_err(map_err)?;
+        let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+        stored.ids.insert(
+            Uuid::parse_str(&id).map_err(backend)?,
+            rules::StoredId {
+                stream_id: row.try_get("stream_id").map_err(map_err)?,
+                revision: to_u64(row.try_get("revision").map_err(map_err)?),
+                position: Position {
+                    commit: seq,
+                    prepare: seq,
+                },
+            },
+        );
+    }
+    let plan = batch::plan(batch, round, &stored);
+    let mut positions = HashMap::with_capacity(plan.rows.len());
+    if !plan.rows.is_empty() {
+        // One statement for all rows, whatever their number: the rows as a JSON array.
+        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let rows: Vec<serde_json::Value> = plan
+            .rows
+            .iter()
+            .map(|r| {
+                serde_json::json!([
+                    r.stream,
+                    to_i64(r.revision),
+                    r.event.event_id.to_string(),
+                    r.event.event_type,
+                    r.data,
+                    r.metadata,
+                    recorded_at,
+                    r.hash,
+                ])
+            })
+            .collect();
+        let inserted = sqlx::query(
+            "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
+             recorded_at, hash) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
+             value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each(?1) \
+             WHERE true RETURNING event_id, seq",
+        )
+        .bind(serde_json::to_string(&rows).map_err(backend)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        for row in &inserted {
+            let id: String = row.try_get("event_id").map_err(map_err)?;
+            let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+            positions.insert(
+                Uuid::parse_str(&id).map_err(backend)?,
+                Position {
+                    commit: seq,
+                    prepare: seq,
+                },
+            );
+        }
+    }
+    Ok(plan.answers(&positions))
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// The batch one append at a time, each in its own savepoint of one transaction: an
+/// append that fails rolls back to its savepoint and leaves the others alone.
+async fn commit_each(
     pool: &SqlitePool,
     batch: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
@@ -352,134 +484,4 @@ fn to_u64(v: i64) -> u64 {
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Append rules every backend applies the same way (used by `store::postgres` too).
-pub(super) mod rules {
-    use std::collections::HashSet;
-
-    use super::super::{AppendResult, ExpectedVersion, StoreError};
-    use crate::events::chain::{self, ChainedEvent, Hash};
-    use crate::events::envelope::{NewEvent, Position};
-
-    /// The hash new events chain to, from the stream's last stored hash (`None`: the
-    /// stream is new, or its last event predates hashes — the chain starts here).
-    pub(in crate::events::store) fn previous_hash(
-        stream: &str,
-        stored: Option<String>,
-    ) -> Result<Option<Hash>, StoreError> {
-        stored
-            .map(|h| {
-                chain::from_hex(&h).ok_or_else(|| {
-                    StoreError::Backend(format!(
-                        "the last event of {stream} has a malformed hash {h:?}: \
-                         refusing to extend a damaged chain"
-                    ))
-                })
-            })
-            .transpose()
-    }
-
-    /// The stored (hex) hash of `event` at `revision`, and advances `previous` to it.
-    pub(in crate::events::store) fn chain(
-        previous: &mut Option<Hash>,
-        stream: &str,
-        revision: u64,
-        event: &NewEvent,
-        data: &str,
-        metadata: &str,
-    ) -> String {
-        let hash = chain::event_hash(
-            previous.as_ref(),
-            &ChainedEvent {
-                stream_id: stream,
-                revision,
-                event_id: &event.event_id,
-                event_type: &event.event_type,
-                data,
-                metadata,
-            },
-        );
-        *previous = Some(hash);
-        chain::to_hex(&hash)
-    }
-
-    /// An event already stored under one of the ids being appended.
-    #[derive(Debug)]
-    pub(in crate::events::store) struct StoredId {
-        pub stream_id: String,
-        pub revision: u64,
-        pub position: Position,
-    }
-
-    pub(in crate::events::store) fn check_not_empty(
-        stream: &str,
-        events: &[NewEvent],
-    ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::Backend(format!(
-                "append to {stream} has no events: an append needs at least one"
-            )));
-        }
-        Ok(())
-    }
-
-    /// `current`: revision of the stream's last event, `None` if the stream does not exist.
-    pub(in crate::events::store) fn check_expected(
-        stream: &str,
-        expected: ExpectedVersion,
-        current: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let ok = match expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::Exact(n) => current == Some(n),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(StoreError::WrongExpectedVersion {
-                stream: stream.to_owned(),
-                expected,
-                actual: current,
-            })
-        }
-    }
-
-    /// Decides an append whose ids are (partly) stored already: `None` when none are
-    /// (append normally); the stored result when all are, in `stream` (a retried append:
-    /// nothing is written, whatever the expected version); an error otherwise.
-    pub(in crate::events::store) fn already_stored(
-        stream: &str,
-        events: &[NewEvent],
-        stored: &[StoredId],
-    ) -> Option<Result<AppendResult, StoreError>> {
-        if stored.is_empty() {
-            return None;
-        }
-        if let Some(other) = stored.iter().find(|s| s.stream_id != stream) {
-            return Some(Err(StoreError::Backend(format!(
-                "append to {stream}: an event id is already used in stream {} (revision {})",
-                other.stream_id, other.revision
-            ))));
-        }
-        let distinct = events
-            .iter()
-            .map(|e| e.event_id)
-            .collect::<HashSet<_>>()
-            .len();
-        if stored.len() != distinct {
-            return Some(Err(StoreError::Backend(format!(
-                "append to {stream} mixes {} already stored event ids with {} new ones: \
-                 a retried append must carry exactly the same events",
-                stored.len(),
-                distinct - stored.len()
-            ))));
-        }
-        let last = stored.iter().max_by_key(|s| s.revision)?;
-        Some(Ok(AppendResult {
-            next_expected_version: last.revision,
-            position: last.position,
-        }))
-    }
 }
