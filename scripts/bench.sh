@@ -4,7 +4,10 @@
 # targets, and writes BENCHMARKS.md (figures only; the analysis in it is kept).
 #
 #   scripts/bench.sh              # full: medians of 3 runs (~20 min on 2 cores)
-#   scripts/bench.sh --quick      # smoke run: 1 run, small counts, writes no file
+#   scripts/bench.sh --quick      # 1 run, small counts, writes no file (~80 s)
+#   scripts/bench.sh --smoke      # CI: debug builds, --quick accept and pipeline only;
+#                                 # checks the suite still works (exit 1 if a scenario
+#                                 # cannot run), says nothing about speed
 #   scripts/bench.sh --runs 5 --scenarios accept,pipeline --backends sqlite
 #
 # Everything it starts listens on 127.0.0.1 and is stopped at the end; every pass is
@@ -18,15 +21,22 @@ cd "$(dirname "$0")/.."
 # Fan-in holds 10,000 connections to the gateway open at once.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo build --release --quiet --bin hookrun
-cargo build --release --quiet --manifest-path bench/Cargo.toml
+PROFILE=release
+if [ "${1:-}" = "--smoke" ]; then
+  shift
+  PROFILE=debug
+  set -- --quick --scenarios accept,pipeline "$@"
+fi
+FLAG=--release; [ "$PROFILE" = debug ] && FLAG=
+cargo build $FLAG --quiet --bin hookrun
+cargo build $FLAG --quiet --manifest-path bench/Cargo.toml
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "bench: PostgreSQL is not answering on 127.0.0.1:5432" >&2
 fi
 
-exec bench/target/release/hookrun-bench suite \
-  --hookrun target/release/hookrun \
+exec bench/target/$PROFILE/hookrun-bench suite \
+  --hookrun target/$PROFILE/hookrun \
   --pg-url "${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
   --commit "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock || echo '+dirty')" \
   --command-line "scripts/bench.sh${*:+ $*}" \

@@ -33,6 +33,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 .any(|o| o.replace('-', " ") == s.replace('-', " "))
         })
         .collect();
+    let mut failed = 0;
     for run in 1..=opts.runs {
         for &scenario in &selected {
             for &backend in &opts.backends {
@@ -54,6 +55,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                         "not available yet (`hookrun projections rebuild` does not exist in this build)".into(),
                     )),
                     Err(e) => {
+                        failed += 1;
                         eprintln!("  failed: {e:#}");
                         results.notes.push((scenario, backend.name(), format!("run {run} failed: {e:#}")));
                     }
@@ -77,6 +79,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let existing = std::fs::read_to_string(path).ok();
         std::fs::write(path, report::splice(existing.as_deref(), &generated))?;
         eprintln!("wrote {}", path.display());
+    }
+    if failed > 0 {
+        // A scenario that could not run is a broken suite, not a slow server.
+        anyhow::bail!("{failed} scenario run(s) failed (see above)");
     }
     Ok(())
 }

@@ -14,7 +14,7 @@
 //! do alone is isolate an append whose rows the database refuses: the backend then
 //! rolls the batch back and runs its appends one by one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -127,14 +127,7 @@ fn decide<'a>(
 ) -> Result<Vec<Row<'a>>, Result<AppendResult, StoreError>> {
     let stream = request.stream.as_str();
     let events = &request.events;
-    rules::check_not_empty(stream, events).map_err(Err)?;
-    let mut seen = HashSet::with_capacity(events.len());
-    if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
-        return Err(Err(StoreError::Backend(format!(
-            "append to {stream} carries event id {} twice",
-            twice.event_id
-        ))));
-    }
+    rules::check_events(stream, events).map_err(Err)?;
     let already: Vec<StoredId> = events
         .iter()
         .filter_map(|e| stored.ids.get(&e.event_id).cloned())

@@ -169,7 +169,7 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        rules::check_not_empty(stream, &events)?;
+        rules::check_events(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             stream: stream.to_owned(),
@@ -287,7 +287,7 @@ pub async fn append_in_transaction(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendResult, StoreError> {
-    rules::check_not_empty(stream, events)?;
+    rules::check_events(stream, events)?;
     match append_on(conn, stream, expected, events).await {
         Ok((result, _)) => Ok(result),
         Err(Failure::Race(e)) => Err(StoreError::Unavailable(format!(

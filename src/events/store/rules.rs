@@ -57,13 +57,21 @@ pub(in crate::events::store) struct StoredId {
     pub position: Position,
 }
 
-pub(in crate::events::store) fn check_not_empty(
+/// An append carries at least one event, and no event id twice.
+pub(in crate::events::store) fn check_events(
     stream: &str,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Err(StoreError::Backend(format!(
             "append to {stream} has no events: an append needs at least one"
+        )));
+    }
+    let mut seen = HashSet::with_capacity(events.len());
+    if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
+        return Err(StoreError::Backend(format!(
+            "append to {stream} carries event id {} twice",
+            twice.event_id
         )));
     }
     Ok(())

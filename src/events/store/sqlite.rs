@@ -256,7 +256,7 @@ async fn append_in(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendResult, StoreError> {
-    rules::check_not_empty(stream, events)?;
+    rules::check_events(stream, events)?;
     let ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     let ids_json = serde_json::to_string(&ids).map_err(|e| StoreError::Backend(e.to_string()))?;
     let stored = sqlx::query(
@@ -339,7 +339,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        rules::check_not_empty(stream, &events)?;
+        rules::check_events(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             stream: stream.to_owned(),
