@@ -78,6 +78,12 @@ pub struct Settings {
     /// `HOOKRUN_AGENT_CACHE_TTL_MS`: how long the webhook path keeps an agent record in
     /// memory (default 1000 ms; 0: read it on every request). See `catalog::cache`.
     pub agent_cache_ttl: Duration,
+    /// `HOOKRUN_AGENT_IDLE_MS`: an agent actor with nothing queued or running for this
+    /// long is let go, its memory freed (default 300000 ms).
+    pub agent_idle_after: Duration,
+    /// `HOOKRUN_SCHEMA_CACHE_SIZE`: agents whose compiled payload schemas are kept in
+    /// memory (default 10000; the least recently used go first).
+    pub schema_cache_size: usize,
     /// `HOOKRUN_SWEEP_INTERVAL_MS`: how often a node heartbeats and looks for orphaned
     /// executions (default 5000 ms).
     pub sweep_interval: Duration,
@@ -144,6 +150,15 @@ impl Settings {
                 "HOOKRUN_AGENT_CACHE_TTL_MS",
                 1_000,
             )? as u64),
+            agent_idle_after: Duration::from_millis(
+                number(&get, "HOOKRUN_AGENT_IDLE_MS", 300_000)?.max(1) as u64,
+            ),
+            schema_cache_size: number(
+                &get,
+                "HOOKRUN_SCHEMA_CACHE_SIZE",
+                crate::webhook::SCHEMA_CACHE_DEFAULT,
+            )?
+            .max(1),
             sweep_interval: Duration::from_millis(
                 number(&get, "HOOKRUN_SWEEP_INTERVAL_MS", 5_000)?.max(10) as u64,
             ),

@@ -8,6 +8,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -68,9 +70,48 @@ pub enum EnqueueError {
     Internal(String),
 }
 
+/// What the registry reads of an agent actor to decide it is idle.
+#[derive(Debug)]
+pub struct Activity {
+    /// `in_flight()` after the actor's last change.
+    busy: AtomicUsize,
+    /// When that was, in milliseconds since `epoch`.
+    at_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    pub fn new() -> Self {
+        Activity {
+            busy: AtomicUsize::new(0),
+            at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn note(&self, busy: usize) {
+        let at = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.store(at, Ordering::Relaxed);
+        self.busy.store(busy, Ordering::Release);
+    }
+
+    /// Nothing queued or running, and nothing happened for `after`.
+    pub fn idle_for(&self, after: Duration) -> bool {
+        let since = Duration::from_millis(self.at_ms.load(Ordering::Relaxed));
+        self.busy.load(Ordering::Acquire) == 0 && self.epoch.elapsed() >= since + after
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct AgentActor {
     agent_id: AgentId,
     deps: Arc<ExecutionDeps>,
+    activity: Arc<Activity>,
     /// `ExecutionQueued` appends under way (capacity reserved for them).
     appending: usize,
     running: usize,
@@ -78,10 +119,11 @@ pub struct AgentActor {
 }
 
 impl AgentActor {
-    pub fn new(agent_id: AgentId, deps: Arc<ExecutionDeps>) -> Self {
+    pub fn new(agent_id: AgentId, deps: Arc<ExecutionDeps>, activity: Arc<Activity>) -> Self {
         AgentActor {
             agent_id,
             deps,
+            activity,
             appending: 0,
             running: 0,
             pending: VecDeque::new(),
@@ -92,8 +134,13 @@ impl AgentActor {
         self.appending + self.running + self.pending.len()
     }
 
+    fn note(&self) {
+        self.activity.note(self.in_flight());
+    }
+
     /// Starts queued executions while below the agent's concurrency limit.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.note();
         while self.running < self.deps.limits.concurrency {
             let Some(job) = self.pending.pop_front() else {
                 break;
@@ -132,6 +179,7 @@ impl Handler<Enqueue> for AgentActor {
             return;
         }
         self.appending += 1;
+        self.note();
         let deps = self.deps.clone();
         ctx.spawn(
             async move { run::queue(&deps, msg).await }
@@ -149,6 +197,7 @@ impl Handler<Enqueue> for AgentActor {
                         Ok(run::Queued::Duplicate(id)) => Ok(Enqueued::Duplicate(id)),
                         Err(e) => Err(EnqueueError::Store(e)),
                     };
+                    act.note();
                     let _ = reply.send(answer);
                 }),
         );

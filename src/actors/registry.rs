@@ -2,20 +2,32 @@
 //!
 //! Agent actors are spread over a few arbiters (threads with their own event loop),
 //! chosen by agent id, so one busy agent does not hold the others' threads.
+//!
+//! Idle actors are let go: about once per idle period, the registry drops its address
+//! of every actor that has had nothing queued or running for that long (`Limits::
+//! idle_after`). An actor with no address left and no work stops (actix), freeing its
+//! memory; the agent's next webhook starts a new one. A webhook racing with the drop
+//! still reaches the old actor through the address it already holds.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::agent::{AgentActor, Enqueue, EnqueueError, Enqueued, Resume};
+use super::agent::{Activity, AgentActor, Enqueue, EnqueueError, Enqueued, Resume};
 use super::run::{ExecutionDeps, Job};
 use crate::domain::AgentId;
 
+struct Actors {
+    by_agent: HashMap<AgentId, (Addr<AgentActor>, Arc<Activity>)>,
+    last_sweep: Instant,
+}
+
 pub struct Registry {
-    actors: Mutex<HashMap<AgentId, Addr<AgentActor>>>,
+    actors: Mutex<Actors>,
     arbiters: Vec<ArbiterHandle>,
     deps: Arc<ExecutionDeps>,
 }
@@ -27,7 +39,10 @@ impl Registry {
             .map(|_| Arbiter::new().handle())
             .collect();
         Registry {
-            actors: Mutex::new(HashMap::new()),
+            actors: Mutex::new(Actors {
+                by_agent: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
             arbiters,
             deps,
         }
@@ -48,7 +63,11 @@ impl Registry {
             Err(SendError::Full(_)) => return Err(EnqueueError::Busy),
             Err(SendError::Closed(msg)) => {
                 // The actor stopped between lookup and send: start a fresh one, once.
-                self.actors.lock().expect("registry lock").remove(&agent_id);
+                self.actors
+                    .lock()
+                    .expect("registry lock")
+                    .by_agent
+                    .remove(&agent_id);
                 match self.actor_for(agent_id).try_send(msg) {
                     Ok(()) => {}
                     Err(SendError::Full(_)) => return Err(EnqueueError::Busy),
@@ -83,23 +102,36 @@ impl Registry {
 
     fn actor_for(&self, agent_id: AgentId) -> Addr<AgentActor> {
         let mut actors = self.actors.lock().expect("registry lock");
-        if let Some(addr) = actors.get(&agent_id).filter(|a| a.connected()) {
+        let idle_after = self.deps.limits.idle_after;
+        if actors.last_sweep.elapsed() >= idle_after {
+            actors.last_sweep = Instant::now();
+            actors
+                .by_agent
+                .retain(|_, (addr, activity)| addr.connected() && !activity.idle_for(idle_after));
+        }
+        if let Some((addr, _)) = actors
+            .by_agent
+            .get(&agent_id)
+            .filter(|(a, _)| a.connected())
+        {
             return addr.clone();
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         agent_id.hash(&mut hasher);
         let arbiter = &self.arbiters[hasher.finish() as usize % self.arbiters.len()];
         let deps = self.deps.clone();
+        let activity = Arc::new(Activity::new());
+        let shared = Arc::clone(&activity);
         let addr = AgentActor::start_in_arbiter(arbiter, move |ctx| {
             ctx.set_mailbox_capacity(deps.limits.queue);
-            AgentActor::new(agent_id, deps)
+            AgentActor::new(agent_id, deps, shared)
         });
-        actors.insert(agent_id, addr.clone());
+        actors.by_agent.insert(agent_id, (addr.clone(), activity));
         addr
     }
 
-    /// Number of agent actors started so far.
+    /// Agent actors the registry holds (started and not let go).
     pub fn actor_count(&self) -> usize {
-        self.actors.lock().expect("registry lock").len()
+        self.actors.lock().expect("registry lock").by_agent.len()
     }
 }

@@ -33,6 +33,9 @@ pub struct Limits {
     pub queue: usize,
     /// Accepted-but-unfinished executions on this node, all agents together.
     pub in_flight: usize,
+    /// An agent actor with nothing to do for this long is let go (the next webhook
+    /// starts a new one).
+    pub idle_after: Duration,
 }
 
 /// What executions need, shared by all agent actors.

@@ -8,7 +8,8 @@
 //! - `signature.rs`: [`SignatureScheme`], [`SignatureError`] and [`verify`];
 //!   `github.rs`, `standard.rs`, `stripe.rs`: one file per scheme (parse, verify, sign).
 //! - `headers.rs`: the [`Headers`] trait and [`delivery_id`].
-//! - `schema.rs`: [`PayloadSchema`] (compiled JSON Schema) and [`SchemaCache`].
+//! - `schema.rs`: [`PayloadSchema`] (compiled JSON Schema); `schema_cache.rs`: the
+//!   bounded [`SchemaCache`] of compiled schemas per agent.
 //! - `depth.rs`: [`check_depth`], the nesting guard run before JSON parsing.
 //! - `proptests.rs`: property tests: no parser panics on any input.
 
@@ -18,6 +19,7 @@ mod headers;
 #[cfg(test)]
 mod proptests;
 mod schema;
+mod schema_cache;
 mod signature;
 mod standard;
 mod stripe;
@@ -27,7 +29,8 @@ pub use github::{HEADER as GITHUB_SIGNATURE_HEADER, sign_github};
 pub use headers::{
     DELIVERY_ID_HEADERS, Headers, MAX_DELIVERY_ID_LEN, delivery_id, delivery_id_for,
 };
-pub use schema::{PayloadSchema, SchemaCache, SchemaError, Violation};
+pub use schema::{PayloadSchema, SchemaError, Violation};
+pub use schema_cache::{DEFAULT_CAPACITY as SCHEMA_CACHE_DEFAULT, SchemaCache};
 pub use signature::{DEFAULT_TOLERANCE_S, SignatureError, SignatureScheme, UnknownScheme, verify};
 pub use standard::{
     HEADER_ID as STANDARD_ID_HEADER, HEADER_SIGNATURE as STANDARD_SIGNATURE_HEADER,

@@ -1,13 +1,10 @@
 //! Payload schemas: an agent may declare a JSON Schema its webhook payloads must match.
 //!
 //! A schema is compiled once (at agent creation, to reject invalid schemas with a
-//! clear message) and then reused from [`SchemaCache`] for every delivery, keyed by
+//! clear message) and then reused from [`SchemaCache`](super::SchemaCache) for every delivery, keyed by
 //! agent and config version so an agent update never serves a stale schema.
 //! Remote `$ref`s are not resolvable: jsonschema is built without its HTTP and file
 //! resolvers, so a schema cannot make hookrun fetch URLs or read local files.
-
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
 
 use jsonschema::ReferencingError;
 use jsonschema::error::ValidationErrorKind;
@@ -100,76 +97,6 @@ fn truncate(mut message: String) -> String {
     message
 }
 
-/// Compiled schemas per agent. Only the latest config version of an agent is kept,
-/// so the cache holds at most one schema per agent.
-#[derive(Debug, Default)]
-pub struct SchemaCache {
-    by_agent: RwLock<HashMap<String, (i64, Arc<PayloadSchema>)>>,
-}
-
-impl SchemaCache {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The compiled schema of `agent_id` at `config_version`, compiling `schema` on
-    /// a miss. Compilation happens outside the lock; if two requests race, both
-    /// compile and the first insert wins (harmless: same input, same result).
-    pub fn get_or_compile(
-        &self,
-        agent_id: &str,
-        config_version: i64,
-        schema: &Value,
-    ) -> Result<Arc<PayloadSchema>, SchemaError> {
-        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
-        let cached = self
-            .by_agent
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(agent_id)
-            .cloned();
-        if let Some((version, compiled)) = cached
-            && version == config_version
-        {
-            return Ok(compiled);
-        }
-        let compiled = Arc::new(PayloadSchema::compile(schema)?);
-        let mut map = self
-            .by_agent
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        match map.get(agent_id) {
-            // Another request compiled the same version meanwhile: share its copy.
-            Some((version, existing)) if *version == config_version => return Ok(existing.clone()),
-            // Never replace a newer version with an older one (a slow, stale request).
-            Some((version, _)) if *version > config_version => {}
-            _ => {
-                map.insert(agent_id.to_owned(), (config_version, compiled.clone()));
-            }
-        }
-        Ok(compiled)
-    }
-
-    /// Drops an agent's schema (e.g. when the agent is deleted).
-    pub fn invalidate(&self, agent_id: &str) {
-        self.by_agent
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(agent_id);
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_agent
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -251,42 +178,8 @@ mod tests {
     }
 
     #[test]
-    fn cache_reuses_per_version_and_replaces_on_update() {
-        let cache = SchemaCache::new();
-        let v1 = cache
-            .get_or_compile("agent-1", 1, &ticket_schema())
-            .unwrap();
-        let again = cache
-            .get_or_compile("agent-1", 1, &json!({"type": "null"}))
-            .unwrap();
-        assert!(Arc::ptr_eq(&v1, &again), "same version must not recompile");
-        let v2 = cache
-            .get_or_compile("agent-1", 2, &json!({"type": "null"}))
-            .unwrap();
-        assert!(v2.validate(&json!(null)).is_ok());
-        // A late request for the older version compiles it but does not evict v2.
-        cache
-            .get_or_compile("agent-1", 1, &ticket_schema())
-            .unwrap();
-        let current = cache
-            .get_or_compile("agent-1", 2, &ticket_schema())
-            .unwrap();
-        assert!(Arc::ptr_eq(&v2, &current));
-        assert_eq!(cache.len(), 1);
-        assert!(
-            cache
-                .get_or_compile("agent-2", 1, &json!({"type": 5}))
-                .is_err()
-        );
-        assert_eq!(cache.len(), 1);
-        cache.invalidate("agent-1");
-        assert!(cache.is_empty());
-    }
-
-    #[test]
     fn compiled_schemas_can_be_shared_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<PayloadSchema>();
-        assert_send_sync::<SchemaCache>();
     }
 }
