@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{CatalogError, is_unique_violation, timestamp};
+use crate::crypto::Sealer;
 use crate::db::Db;
 use crate::domain::{AgentId, TenantId};
 use crate::webhook::SignatureScheme;
@@ -106,6 +107,25 @@ pub struct PreviousSecret {
 }
 
 impl AgentRecord {
+    /// The current webhook secret, unsealed.
+    pub fn webhook_secret(&self, sealer: &Sealer) -> Result<String, String> {
+        open_text(
+            sealer,
+            &self.webhook_secret_sealed,
+            &webhook_secret_aad(&self.agent_id),
+        )
+    }
+
+    /// The previous webhook secret, unsealed, if it still verifies at `now`.
+    pub fn live_previous_webhook_secret(
+        &self,
+        sealer: &Sealer,
+        now: DateTime<Utc>,
+    ) -> Option<Result<String, String>> {
+        self.live_previous_secret(now)
+            .map(|p| open_text(sealer, &p.sealed, &previous_secret_aad(&self.agent_id)))
+    }
+
     /// The previous secret if it has not expired at `now`.
     pub fn live_previous_secret(&self, now: DateTime<Utc>) -> Option<&PreviousSecret> {
         self.previous_secret.as_ref().filter(|p| p.expires_at > now)
@@ -304,6 +324,13 @@ impl RawAgent {
             config_version: self.config_version,
         })
     }
+}
+
+fn open_text(sealer: &Sealer, sealed: &str, aad: &str) -> Result<String, String> {
+    let bytes = sealer
+        .open(sealed, aad.as_bytes())
+        .map_err(|e| format!("cannot be unsealed: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| "is not text".to_owned())
 }
 
 /// Associated data binding a sealed webhook secret to its agent (a sealed value copied

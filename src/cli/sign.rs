@@ -21,14 +21,9 @@ pub(super) async fn run(
     let agent = crate::catalog::agents::get(&stores.db, &agent_id)
         .await?
         .with_context(|| format!("agent {agent_id} not found"))?;
-    let secret = stores
-        .sealer
-        .open(
-            &agent.webhook_secret_sealed,
-            crate::catalog::agents::webhook_secret_aad(&agent_id).as_bytes(),
-        )
-        .context("the webhook secret cannot be unsealed with this master key")?;
-    let secret = String::from_utf8(secret).context("webhook secret is not text")?;
+    let secret = agent
+        .webhook_secret(&stores.sealer)
+        .map_err(|e| anyhow::anyhow!("the webhook secret {e} (is this the right master key?)"))?;
     let body = read_arg(payload)?;
     serde_json::from_slice::<serde_json::Value>(&body).context("the payload is not valid JSON")?;
     let body = String::from_utf8(body).context("the payload is not UTF-8")?;

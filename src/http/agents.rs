@@ -10,7 +10,7 @@ use super::auth::Tenant;
 use super::error::ApiError;
 use crate::catalog::commands::{self, CreateAgentError, NewAgent};
 use crate::catalog::webhook_secrets::{self, DEFAULT_PREVIOUS_EXPIRES_IN_S};
-use crate::catalog::{AgentRecord, AgentStatus, agents, timestamp};
+use crate::catalog::{AgentRecord, AgentStatus, timestamp};
 use crate::domain::AgentId;
 
 impl From<CreateAgentError> for ApiError {
@@ -138,20 +138,9 @@ pub async fn webhook_secret(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = owned_agent(&state, &tenant, &path).await?;
-    let secret = state
-        .sealer
-        .open(
-            &agent.webhook_secret_sealed,
-            agents::webhook_secret_aad(&agent.agent_id).as_bytes(),
-        )
-        .ok()
-        .and_then(|s| String::from_utf8(s).ok())
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "agent {}: webhook secret cannot be unsealed",
-                agent.agent_id
-            ))
-        })?;
+    let secret = agent
+        .webhook_secret(&state.sealer)
+        .map_err(|e| ApiError::internal(format!("agent {}: webhook secret {e}", agent.agent_id)))?;
     let scheme = agent.signature_scheme;
     Ok(HttpResponse::Ok().json(json!({
         "agent_id": agent.agent_id.to_string(),

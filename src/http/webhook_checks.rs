@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::catalog::{AgentRecord, AgentStatus, agents};
+use crate::catalog::{AgentRecord, AgentStatus};
 use crate::domain::AgentId;
 use crate::webhook::{self, SignatureError};
 
@@ -111,22 +111,18 @@ pub(super) fn verify_signature(
     body: &[u8],
 ) -> Result<(), ApiError> {
     let id = &agent.agent_id;
-    let open = |sealed: &str, aad: String| {
-        state
-            .sealer
-            .open(sealed, aad.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|s| String::from_utf8(s).map_err(|e| e.to_string()))
-    };
-    let current = open(&agent.webhook_secret_sealed, agents::webhook_secret_aad(id))
-        .map_err(|e| ApiError::internal(format!("agent {id}: webhook secret: {e}")))?;
+    let current = agent
+        .webhook_secret(&state.sealer)
+        .map_err(|e| ApiError::internal(format!("agent {id}: webhook secret {e}")))?;
     let now = chrono::Utc::now();
-    let previous = agent.live_previous_secret(now).and_then(|p| {
-        // The current secret still works: a broken previous one is logged, not fatal.
-        open(&p.sealed, agents::previous_secret_aad(id))
-            .inspect_err(|e| tracing::error!(agent_id = %id, "previous webhook secret: {e}"))
-            .ok()
-    });
+    let previous = agent
+        .live_previous_webhook_secret(&state.sealer, now)
+        .and_then(|opened| {
+            // The current secret still works: a broken previous one is logged, not fatal.
+            opened
+                .inspect_err(|e| tracing::error!(agent_id = %id, "previous webhook secret {e}"))
+                .ok()
+        });
     let secrets: Vec<&str> = std::iter::once(current.as_str())
         .chain(previous.as_deref())
         .collect();
