@@ -105,12 +105,4 @@ impl AgentCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.lock().expect("agent cache lock").clear();
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().expect("agent cache lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::rules::{self, StoredId};
@@ -32,6 +32,49 @@ pub(super) struct AppendRequest {
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// Hands an append to a group-commit writer task and waits for its answer.
+pub(super) async fn submit(
+    writer: &mpsc::Sender<AppendRequest>,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<AppendResult, StoreError> {
+    rules::check_events(stream, &events)?;
+    let (reply, answer) = oneshot::channel();
+    let request = AppendRequest {
+        stream: stream.to_owned(),
+        expected,
+        events,
+        reply,
+    };
+    let gone = || StoreError::Unavailable("the event store writer has stopped".into());
+    writer.send(request).await.map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())?
+}
+
+/// The answers of a batch, filled in round by round (in the batch's order).
+pub(super) struct Answers(Vec<Option<Result<AppendResult, StoreError>>>);
+
+impl Answers {
+    pub fn new(batch: &[AppendRequest]) -> Self {
+        Answers(batch.iter().map(|_| None).collect())
+    }
+
+    /// The answers of one round, in the round's order.
+    pub fn record(&mut self, round: Vec<usize>, answers: Vec<Result<AppendResult, StoreError>>) {
+        for (i, answer) in round.into_iter().zip(answers) {
+            self.0[i] = Some(answer);
+        }
+    }
+
+    pub fn finish(self) -> Vec<Result<AppendResult, StoreError>> {
+        self.0
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(StoreError::Backend("append not decided".into()))))
+            .collect()
+    }
 }
 
 /// Splits a batch into rounds (indexes into `batch`): each append goes to the round

@@ -97,19 +97,13 @@ async fn attempt(
     batch: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, Failure> {
     let mut tx = pool.begin().await?;
-    let mut results: Vec<Option<Result<AppendResult, StoreError>>> =
-        batch.iter().map(|_| None).collect();
+    let mut answers = batch::Answers::new(batch);
     for round in batch::rounds(batch) {
-        let answers = append_round(&mut tx, batch, &round).await?;
-        for (i, answer) in round.into_iter().zip(answers) {
-            results[i] = Some(answer);
-        }
+        let round_answers = append_round(&mut tx, batch, &round).await?;
+        answers.record(round, round_answers);
     }
     tx.commit().await?;
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("not decided".into()))))
-        .collect())
+    Ok(answers.finish())
 }
 
 /// One round: the streams' last events, then the stored ids (in this order, as for a

@@ -54,7 +54,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -169,17 +169,7 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        rules::check_events(stream, &events)?;
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        let gone = || StoreError::Unavailable("the event store writer has stopped".into());
-        self.writer.send(request).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        batch::submit(&self.writer, stream, expected, events).await
     }
 
     async fn read_stream(

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::batch::{self, AppendRequest};
@@ -86,37 +86,30 @@ async fn commit_batch(
     batch: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    let mut results: Vec<Option<Result<AppendResult, StoreError>>> =
-        batch.iter().map(|_| None).collect();
-    let mut failed = None;
-    for round in batch::rounds(batch) {
-        match append_round(&mut tx, batch, &round).await {
-            Ok(answers) => {
-                for (i, answer) in round.into_iter().zip(answers) {
-                    results[i] = Some(answer);
-                }
-            }
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
-        }
-    }
-    match failed {
-        None => {
+    match every_round(&mut tx, batch).await {
+        Ok(answers) => {
             tx.commit().await.map_err(map_err)?;
-            Ok(results
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("not decided".into()))))
-                .collect())
+            Ok(answers)
         }
-        Some(e @ StoreError::Unavailable(_)) => Err(e),
-        Some(e) => {
+        Err(e @ StoreError::Unavailable(_)) => Err(e),
+        Err(e) => {
             tracing::warn!(error = %e, "batched append refused; appending one at a time");
             tx.rollback().await.map_err(map_err)?;
             commit_each(pool, batch).await
         }
     }
+}
+
+async fn every_round(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut answers = batch::Answers::new(batch);
+    for round in batch::rounds(batch) {
+        let round_answers = append_round(conn, batch, &round).await?;
+        answers.record(round, round_answers);
+    }
+    Ok(answers.finish())
 }
 
 /// One round of a batch: two reads, one insert.
@@ -339,17 +332,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        rules::check_events(stream, &events)?;
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        let gone = || StoreError::Unavailable("the SQLite writer has stopped".into());
-        self.writer.send(request).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        batch::submit(&self.writer, stream, expected, events).await
     }
 
     async fn read_stream(
