@@ -37,6 +37,18 @@ impl DatabaseBackend {
     }
 }
 
+/// The HTTP version spoken to the LLM gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmHttp {
+    /// HTTP/1.1: one connection per call in flight. Every gateway speaks it.
+    Http1,
+    /// HTTP/2 only (prior knowledge, also without TLS): every call is a stream on one
+    /// connection, so a call in flight costs a few KiB instead of a socket and its
+    /// buffers. For gateways that speak HTTP/2 and allow as many concurrent streams as
+    /// calls are in flight; beyond their limit, calls wait for a free stream.
+    Http2,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `HOOKRUN_LISTEN`: address to listen on (default `127.0.0.1:8080`; port 0 picks one).
@@ -51,6 +63,8 @@ pub struct Settings {
     pub llm_base_url: String,
     /// `HOOKRUN_LLM_API_KEY`: the platform key, used when a tenant has no key of its own.
     pub llm_api_key: Option<String>,
+    /// `HOOKRUN_LLM_HTTP`: how to talk to the gateway, `1.1` (default) or `2`.
+    pub llm_http: LlmHttp,
     /// `HOOKRUN_MASTER_KEY`: base64 of 32 bytes, seals secrets at rest. Unset on the
     /// embedded default: generated into `<data dir>/master.key` (0600) on first start.
     pub master_key: Option<String>,
@@ -135,6 +149,11 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             llm_api_key: get("HOOKRUN_LLM_API_KEY"),
+            llm_http: match get("HOOKRUN_LLM_HTTP").as_deref().map(str::trim) {
+                None | Some("1.1") => LlmHttp::Http1,
+                Some("2") => LlmHttp::Http2,
+                Some(other) => anyhow::bail!("HOOKRUN_LLM_HTTP must be 1.1 or 2, not {other:?}"),
+            },
             master_key: get("HOOKRUN_MASTER_KEY"),
             admin_token: get("HOOKRUN_ADMIN_TOKEN"),
             public_url: get("HOOKRUN_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
@@ -339,5 +358,14 @@ mod tests {
         assert!(settings(&[("HOOKRUN_DATABASE_URL", "mysql://x")]).is_err());
         let err = settings(&[("HOOKRUN_AGENT_CONCURRENCY", "four")]).unwrap_err();
         assert!(format!("{err:#}").contains("HOOKRUN_AGENT_CONCURRENCY"));
+    }
+
+    #[test]
+    fn the_gateway_is_called_over_http_1_1_unless_http_2_is_asked_for() {
+        assert_eq!(settings(&[]).unwrap().llm_http, LlmHttp::Http1);
+        let h2 = settings(&[("HOOKRUN_LLM_HTTP", "2")]).unwrap();
+        assert_eq!(h2.llm_http, LlmHttp::Http2);
+        let err = settings(&[("HOOKRUN_LLM_HTTP", "3")]).unwrap_err();
+        assert!(format!("{err:#}").contains("HOOKRUN_LLM_HTTP"), "{err:#}");
     }
 }

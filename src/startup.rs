@@ -127,7 +127,7 @@ impl Application {
         let address = listener.local_addr()?;
         let deps = Arc::new(ExecutionDeps {
             store: store.clone(),
-            llm: LlmClient::new(&settings.llm_base_url)?,
+            llm: LlmClient::new(&settings.llm_base_url, settings.llm_http)?,
             sealer: sealer.clone(),
             platform_key: settings.llm_api_key.clone(),
             node_id: settings.node_id.clone(),

@@ -206,7 +206,7 @@ async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError>
     let timeout = config
         .timeout_s
         .map_or(deps.llm_timeout, Duration::from_secs);
-    let user_message = rec.state.payload.to_string();
+    let user_message = Arc::clone(&rec.state.user_message);
     loop {
         if let Some(at) = rec.state.retry_at {
             sleep_until(at.min(deadline)).await;
@@ -238,7 +238,7 @@ async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError>
             model: &config.model,
             params: &config.params,
             system_prompt: &agent.system_prompt,
-            user_message: user_message.clone(),
+            user_message: &user_message,
             key: &key,
             timeout: timeout.min(remaining),
         };

@@ -1,6 +1,8 @@
 //! Where an execution stands, folded from its stream: what a node needs to resume it
 //! after a crash without repeating a step whose result is already recorded.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -14,7 +16,9 @@ pub struct ExecutionState {
     /// Id of the last event (the next event's causation).
     pub last_event: Uuid,
     pub delivery_id: String,
-    pub payload: serde_json::Value,
+    /// The payload as the LLM receives it (compact JSON text). Only the text is kept:
+    /// an execution waiting on the gateway holds one copy of its payload, not a tree.
+    pub user_message: Arc<str>,
     pub queued_at: DateTime<Utc>,
     /// `ExecutionStarted` events so far (claims, first and re-claims).
     pub claims: u32,
@@ -37,7 +41,7 @@ impl ExecutionState {
             revision: 0,
             last_event: event_id,
             delivery_id,
-            payload,
+            user_message: payload.to_string().into(),
             queued_at,
             claims: 0,
             llm_attempts: 0,
@@ -161,7 +165,7 @@ mod tests {
         );
         assert_eq!(state.retry_at, Some(now));
         assert_eq!(state.last_event, events[3].event_id);
-        assert_eq!(state.payload, serde_json::json!({"k": 1}));
+        assert_eq!(&*state.user_message, r#"{"k":1}"#);
         assert!(
             ExecutionState::fold(&events[1..]).is_none(),
             "a stream must start with ExecutionQueued"

@@ -3,9 +3,11 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::key::ResolvedKey;
+use super::request_body::RequestBody;
+use crate::config::LlmHttp;
 
 #[derive(Clone)]
 pub struct LlmClient {
@@ -18,7 +20,7 @@ pub struct ChatRequest<'a> {
     pub model: &'a str,
     pub params: &'a serde_json::Map<String, Value>,
     pub system_prompt: &'a str,
-    pub user_message: String,
+    pub user_message: &'a str,
     pub key: &'a ResolvedKey,
     pub timeout: Duration,
 }
@@ -52,11 +54,21 @@ pub struct LlmError {
 }
 
 impl LlmClient {
-    pub fn new(base_url: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    pub fn new(base_url: &str, version: LlmHttp) -> anyhow::Result<Self> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64)
-            .build()?;
+            .pool_max_idle_per_host(64);
+        let http = match version {
+            LlmHttp::Http1 => builder.http1_only(),
+            // One connection carries every call: pings notice a dead one long before
+            // the calls' own timeouts would.
+            LlmHttp::Http2 => builder
+                .http2_prior_knowledge()
+                .http2_keep_alive_interval(Duration::from_secs(20))
+                .http2_keep_alive_timeout(Duration::from_secs(10))
+                .http2_keep_alive_while_idle(true),
+        }
+        .build()?;
         Ok(LlmClient {
             http,
             endpoint: format!("{}/v1/chat/completions", base_url.trim_end_matches('/')),
@@ -68,21 +80,18 @@ impl LlmClient {
     }
 
     pub async fn chat(&self, req: ChatRequest<'_>) -> Result<ChatResponse, LlmError> {
-        let mut body = serde_json::Map::with_capacity(req.params.len() + 2);
-        body.extend(req.params.iter().map(|(k, v)| (k.clone(), v.clone())));
-        body.insert("model".into(), json!(req.model));
-        body.insert(
-            "messages".into(),
-            json!([
-                {"role": "system", "content": req.system_prompt},
-                {"role": "user", "content": req.user_message},
-            ]),
-        );
+        let body = RequestBody {
+            params: req.params,
+            model: req.model,
+            system_prompt: req.system_prompt,
+            user_message: req.user_message,
+        };
         let mut request = self
             .http
             .post(&self.endpoint)
             .timeout(req.timeout)
-            .json(&body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_bytes());
         if let Some(key) = &req.key.key {
             request = request.bearer_auth(key);
         }

@@ -3,6 +3,7 @@
 
 mod client;
 mod key;
+mod request_body;
 mod retry;
 
 pub use client::{ChatRequest, ChatResponse, LlmClient, LlmError, Usage};
