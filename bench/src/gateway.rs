@@ -1,7 +1,8 @@
 //! A stand-in for an OpenAI-compatible gateway (a LiteLLM proxy in production) that
 //! costs as little as possible: `POST /v1/chat/completions` answers a fixed completion
 //! with usage, after an optional fixed delay. `GET /stats` reports how many requests it
-//! saw and the most it held at once (fan-in), as JSON.
+//! saw and the most it held at once (fan-in), as JSON. It speaks HTTP/1.1 and HTTP/2
+//! (also without TLS, by prior knowledge), with no limit on concurrent streams.
 //!
 //! Run it standalone with `hookrun-bench gateway --listen 127.0.0.1:4000 --delay-ms 0`;
 //! it prints `listening on ADDR` once ready.
@@ -16,7 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Triage: restart the worker."},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#;
@@ -47,7 +49,9 @@ pub async fn serve(listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
         let stats = stats.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, stats.clone(), delay));
-            let _ = hyper::server::conn::http1::Builder::new()
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(None);
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -4,6 +4,11 @@
 //! spread over 100 agents that may each run 100 at once (so none waits in a queue):
 //! the server's peak resident memory (`VmHWM`) and the error count (non-202 answers,
 //! transport errors, failed or missing executions).
+//!
+//! Measured twice, on a fresh server each time, once per way hookrun can talk to the
+//! gateway (`HOOKRUN_LLM_HTTP`): HTTP/1.1 holds one socket per call in flight, with
+//! the HTTP client's fixed buffers for each; HTTP/2 makes every call a stream on one
+//! connection. Figures are named `HTTP/1.1: …` and `HTTP/2: …`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +20,22 @@ use crate::load::{self, Kind, Plan, Stop};
 use crate::readmodel::Db;
 use crate::server::{Backend, Gateway, Server, proc_memory_kib};
 
+/// `(label, HOOKRUN_LLM_HTTP)` of each pass.
+const VERSIONS: [(&str, &str); 2] = [("HTTP/1.1", "1.1"), ("HTTP/2", "2")];
+
 pub async fn run(ctx: &Ctx, backend: Backend) -> anyhow::Result<Figures> {
+    let mut figures = Figures::new();
+    for (label, version) in VERSIONS {
+        let pass = run_one(ctx, backend, version).await?;
+        figures.extend(
+            pass.into_iter()
+                .map(|(name, value)| (format!("{label}: {name}"), value)),
+        );
+    }
+    Ok(figures)
+}
+
+async fn run_one(ctx: &Ctx, backend: Backend, version: &str) -> anyhow::Result<Figures> {
     let agents = ctx.size(100, 10);
     let per_agent = ctx.size(100, 50);
     // A smoke run sends its few hundred webhooks well within 2 s.
@@ -32,6 +52,7 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> anyhow::Result<Figures> {
         &[
             ("HOOKRUN_AGENT_CONCURRENCY", per_agent.to_string()),
             ("HOOKRUN_AGENT_QUEUE", (per_agent * 2).to_string()),
+            ("HOOKRUN_LLM_HTTP", version.to_string()),
         ],
     )
     .await?;
