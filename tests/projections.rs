@@ -317,7 +317,6 @@ async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backe
     // The swapped-in table has the live table's indexes, under their names; no shadow is left.
     let indexes = index_names(&app.state.db, "agent_test_executions").await;
     for name in [
-        "agent_test_executions_by_agent",
         "agent_test_executions_by_agent_page",
         "agent_test_executions_unfinished",
     ] {

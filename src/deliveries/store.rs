@@ -67,9 +67,12 @@ pub async fn insert_and_prune(
             let keep = i64::try_from(keep).unwrap_or(i64::MAX);
             let query = match agent {
                 Some(agent) => sqlx::query(
+                    // `outcome <> 'accepted'` lets both find the rows through the
+                    // partial index `webhook_deliveries_prunable_by_agent`.
                     "DELETE FROM webhook_deliveries WHERE agent_id = $1 AND outcome = $2 \
-                     AND id <= (SELECT id FROM webhook_deliveries \
-                     WHERE agent_id = $1 AND outcome = $2 ORDER BY id DESC LIMIT 1 OFFSET $3)",
+                     AND outcome <> 'accepted' AND id <= (SELECT id FROM webhook_deliveries \
+                     WHERE agent_id = $1 AND outcome = $2 AND outcome <> 'accepted' \
+                     ORDER BY id DESC LIMIT 1 OFFSET $3)",
                 )
                 .bind(agent)
                 .bind(outcome.as_str())
