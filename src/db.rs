@@ -134,10 +134,16 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .busy_timeout(Duration::from_secs(10));
     // The one writer touches the pages of every agent webhooks arrive for (their rows
     // in the audit log and the read models): 32 MiB of page cache (SQLite's default is
-    // 2 MiB) keeps those pages in memory instead of reading them back at every commit.
+    // 2 MiB) keeps those pages in memory instead of reading them back at every commit,
+    // and a checkpoint every 8,000 WAL pages (default 1,000; about 32 MiB of WAL)
+    // copies a page written many times back to the database file once.
+    let writer_options = options
+        .clone()
+        .pragma("cache_size", "-32768")
+        .pragma("wal_autocheckpoint", "8000");
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect_with(options.clone().pragma("cache_size", "-32768").pragma("wal_autocheckpoint", "8000"))
+        .connect_with(writer_options)
         .await
         .context("Failed to open the SQLite database")?;
     let reader = SqlitePoolOptions::new()
