@@ -36,7 +36,10 @@ pub async fn remove(db: &Db, node: &str) -> Result<(), sqlx::Error> {
 
 /// Unfinished executions that `node` may take: owned by a node whose heartbeat is older
 /// than `alive_since`, or with an expired lease, or by no node — plus `node`'s own
-/// (the caller skips those it is running). Returns (execution id, agent id), oldest first.
+/// (the caller skips those it is running). Returns (execution id, agent id): other
+/// nodes' orphans first, then `node`'s own, oldest first within each. (Own first, a
+/// busy node's running executions would fill every batch and keep a dead node's work
+/// waiting until the load drops.)
 pub async fn orphans(
     db: &Db,
     node: &str,
@@ -51,7 +54,7 @@ pub async fn orphans(
              LEFT JOIN nodes n ON n.node_id = e.node AND n.heartbeat_at >= $2 \
              WHERE e.status IN ('queued', 'running') \
              AND (n.node_id IS NULL OR e.node = $1 OR e.lease_expires_at < $3) \
-             ORDER BY e.queued_at LIMIT $4",
+             ORDER BY CASE WHEN e.node = $1 THEN 1 ELSE 0 END, e.queued_at LIMIT $4",
         )
         .bind(node)
         .bind(&alive_since)
