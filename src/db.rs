@@ -187,19 +187,25 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P0x
-            // shutting down / cannot connect now, 55000 database not accepting
-            // connections, 25006 read-only (a standby). SQLite: 5 busy, 6 locked,
-            // 8 read-only, 10 I/O error, 13 disk full, 14 cannot open.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P0")
-                || matches!(
-                    code.as_ref(),
-                    "55000" | "25006" | "5" | "6" | "8" | "10" | "13" | "14"
-                )
-        }),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite result codes, extended ones too (the low byte is the primary
+                // code): 5 busy, 6 locked, 8 read-only, 10 I/O error, 13 disk full,
+                // 14 cannot open.
+                let primary = code.parse::<i32>().map(|c| c & 0xff);
+                primary.is_ok_and(|c| [5, 6, 8, 10, 13, 14].contains(&c))
+                    || db.message().contains("database is locked")
+            } else {
+                // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P0x
+                // shutting down / cannot connect now, 55000 database not accepting
+                // connections, 25006 read-only (a standby).
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P0")
+                    || matches!(code.as_ref(), "55000" | "25006")
+            }
+        }
         _ => false,
     }
 }

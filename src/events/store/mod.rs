@@ -59,6 +59,16 @@ impl StoreError {
     }
 }
 
+/// A database error as the store reports it: what may pass (a lost connection, a busy
+/// or read-only database; see `db::is_transient`) is `Unavailable`, the rest `Backend`.
+fn map_err(err: sqlx::Error) -> StoreError {
+    if crate::db::is_transient(&err) {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Backend(err.to_string())
+    }
+}
+
 /// An append-only store of event streams with a global order.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {

@@ -59,7 +59,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::batch::{self, AppendRequest};
-use super::{AppendResult, EventStore, ExpectedVersion, StoreError};
+use super::{AppendResult, EventStore, ExpectedVersion, StoreError, map_err};
 use super::{pg_writer, rules};
 use crate::events::envelope::{NewEvent, Position, RecordedEvent};
 
@@ -415,32 +415,6 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         recorded_at: DateTime::<Utc>::from_timestamp_micros(recorded_us)
             .ok_or_else(|| corrupt("recorded_at", &recorded_us))?,
     })
-}
-
-/// Lost connections, shutdowns, resource exhaustion and read-only servers: `Unavailable`.
-fn map_err(err: sqlx::Error) -> StoreError {
-    let transient = match &err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception, 53: insufficient resources, 57P0x: shutting
-            // down / cannot connect now, 25006: read-only transaction (a standby).
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P0")
-                || code == "25006"
-        }),
-        _ => false,
-    };
-    if transient {
-        StoreError::Unavailable(err.to_string())
-    } else {
-        StoreError::Backend(err.to_string())
-    }
 }
 
 pub(super) fn to_u64(v: i64) -> u64 {

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::batch::{self, AppendRequest};
-use super::{AppendResult, EventStore, ExpectedVersion, StoreError, rules};
+use super::{AppendResult, EventStore, ExpectedVersion, StoreError, map_err, rules};
 use crate::db::SqliteDb;
 use crate::events::envelope::{NewEvent, Position, RecordedEvent};
 
@@ -434,31 +434,6 @@ fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
             .map_err(|e| corrupt("recorded_at", &e))?
             .with_timezone(&Utc),
     })
-}
-
-/// Busy/locked/read-only/IO/full/cannot-open (and lost connections) may pass: `Unavailable`.
-fn map_err(err: sqlx::Error) -> StoreError {
-    const TRANSIENT: [i32; 6] = [5, 6, 8, 10, 13, 14]; // SQLITE_BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
-    let transient = match &err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let primary = db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .map(|c| c & 0xff);
-            primary.is_some_and(|c| TRANSIENT.contains(&c))
-                || db.message().contains("database is locked")
-        }
-        _ => false,
-    };
-    if transient {
-        StoreError::Unavailable(err.to_string())
-    } else {
-        StoreError::Backend(err.to_string())
-    }
 }
 
 fn to_u64(v: i64) -> u64 {
