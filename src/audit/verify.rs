@@ -13,8 +13,8 @@ use crate::db::Db;
 use crate::events::{EventStore, Position};
 use crate::projections::batch::Target;
 use crate::projections::model::{Cell, Projection, Record};
+use crate::projections::rows::{self, Bind, column_list, fetch_rows};
 use crate::projections::runner::all_projections;
-use crate::projections::sql::{self, Bind, column_list, fetch_rows};
 use crate::projections::{rebuild, shadow};
 
 /// Rows of a table as `(key, cells)`.
@@ -73,7 +73,7 @@ pub async fn snapshot<P: Projection>(db: &Db) -> anyhow::Result<(Position, LiveR
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(sql::decode_sqlite::<P::Row>)
+                .map(rows::decode_sqlite::<P::Row>)
                 .collect::<Result<_, _>>()?;
             tx.commit().await?;
             (cp, rows)
@@ -91,7 +91,7 @@ pub async fn snapshot<P: Projection>(db: &Db) -> anyhow::Result<(Position, LiveR
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(sql::decode_postgres::<P::Row>)
+                .map(rows::decode_postgres::<P::Row>)
                 .collect::<Result<_, _>>()?;
             tx.commit().await?;
             (cp, rows)

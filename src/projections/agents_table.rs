@@ -3,7 +3,7 @@
 
 use super::agents::AgentSummary;
 use super::daily::DailyStats;
-use super::sql::{Bind, column_list, fetch_rows};
+use super::rows::{Bind, column_list, fetch_rows};
 use crate::db::Db;
 
 /// A page of a tenant's agents in registration order (keyset pagination on

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use super::model::{Projection, Record};
+use super::rows;
 use super::sql::{self, Tx};
 use crate::db::Db;
 use crate::events::tenant::erased_tenant;
@@ -141,7 +142,7 @@ pub async fn fold_into<P: Projection>(
     for (i, event) in events.iter().enumerate() {
         if let Some(tenant) = erased_tenant(event) {
             fold_segment::<P>(tx, table, &events[start..i]).await?;
-            sql::delete_tenant(tx, table, tenant).await?;
+            rows::delete_tenant(tx, table, tenant).await?;
             start = i + 1;
         }
     }
@@ -169,7 +170,7 @@ async fn fold_segment<P: Projection>(
         let mut keys: Vec<&str> = decoded.iter().map(|(k, _, _)| k.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
-        let stored: HashMap<String, P::Row> = sql::load_rows(tx, table, &keys).await?;
+        let stored: HashMap<String, P::Row> = rows::load_rows(tx, table, &keys).await?;
         let rows: HashMap<String, Option<P::Row>> = keys
             .iter()
             .map(|k| (k.to_string(), stored.get(*k).cloned()))
@@ -190,7 +191,7 @@ async fn fold_segment<P: Projection>(
         }
     }
     upserts.sort_unstable_by(|a, b| a.key().cmp(b.key())); // stable lock order
-    sql::upsert_rows(tx, table, &upserts).await?;
-    sql::delete_keys::<P::Row>(tx, table, &deletes).await?;
+    rows::upsert_rows(tx, table, &upserts).await?;
+    rows::delete_keys::<P::Row>(tx, table, &deletes).await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! is written only by the projection runner (`batch.rs`).
 
 use super::executions::ExecutionRow;
-use super::sql::{Bind, column_list, fetch_rows};
+use super::rows::{Bind, column_list, fetch_rows};
 use crate::db::Db;
 
 /// The row of one execution, if the projection has seen it.

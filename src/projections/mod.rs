@@ -11,7 +11,8 @@
 //! - [`runner`]: follows the store for every projection; rebuilds outdated ones on start.
 //! - [`rebuild`], [`shadow`]: rebuilding into a shadow table and swapping it in.
 //! - [`status`]: checkpoints and lag, for `/metrics` and `GET /api/projections`.
-//! - [`sql`]: the SQL all read models share (both backends).
+//! - [`sql`], [`rows`]: the SQL all read models share (both backends): the batch
+//!   transaction and checkpoints; the row statements.
 
 pub mod agents;
 pub mod agents_table;
@@ -21,6 +22,7 @@ pub mod executions;
 pub mod executions_table;
 pub mod model;
 pub mod rebuild;
+pub mod rows;
 pub mod runner;
 pub mod shadow;
 mod shared_reads;

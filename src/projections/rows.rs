@@ -1,0 +1,255 @@
+//! The row SQL every read model shares, generic over [`Record`]: loading the rows a
+//! batch touches, multi-row upserts (`unnest` on PostgreSQL, multi-row `VALUES` on
+//! SQLite), deletes, and the reads the API serves. Table names are always chosen by
+//! code (a projection's name, or that name with a shadow suffix), never by input, and
+//! are quoted.
+
+use std::collections::HashMap;
+
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::model::{Cell, Kind, Record};
+use super::sql::{Tx, on_tx};
+use crate::db::Db;
+
+/// `"c1", "c2", …` of a record's columns.
+pub fn column_list<R: Record>() -> String {
+    R::COLUMNS
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_column<R: Record>() -> &'static str {
+    R::COLUMNS[0].name
+}
+
+macro_rules! decode_cells {
+    ($row:expr, $r:ty) => {{
+        let mut cells = Vec::with_capacity(<$r>::COLUMNS.len());
+        for (i, column) in <$r>::COLUMNS.iter().enumerate() {
+            cells.push(match column.kind {
+                Kind::Text => Cell::Text($row.try_get::<Option<String>, _>(i)?),
+                Kind::Int => Cell::Int($row.try_get::<Option<i64>, _>(i)?),
+            });
+        }
+        <$r>::from_cells(cells).map_err(|e| sqlx::Error::Decode(e.into()))
+    }};
+}
+
+pub fn decode_sqlite<R: Record>(row: &SqliteRow) -> Result<R, sqlx::Error> {
+    decode_cells!(row, R)
+}
+
+pub fn decode_postgres<R: Record>(row: &PgRow) -> Result<R, sqlx::Error> {
+    decode_cells!(row, R)
+}
+
+/// The stored rows with these keys, by key.
+pub async fn load_rows<R: Record>(
+    tx: &mut Tx,
+    table: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, R>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (columns, key) = (column_list::<R>(), key_column::<R>());
+    let rows: Vec<R> = match tx {
+        Tx::Sqlite(t) => {
+            let sql = format!(
+                "SELECT {columns} FROM \"{table}\" WHERE \"{key}\" IN (SELECT value FROM json_each($1))"
+            );
+            let keys = serde_json::to_string(keys).expect("strings serialize");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(keys)
+                .fetch_all(&mut **t)
+                .await?
+                .iter()
+                .map(decode_sqlite::<R>)
+                .collect::<Result<_, _>>()?
+        }
+        Tx::Postgres(t) => {
+            let sql =
+                format!("SELECT {columns} FROM \"{table}\" WHERE \"{key}\" = ANY($1::text[])");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(keys)
+                .fetch_all(&mut **t)
+                .await?
+                .iter()
+                .map(decode_postgres::<R>)
+                .collect::<Result<_, _>>()?
+        }
+    };
+    Ok(rows.into_iter().map(|r| (r.key().to_owned(), r)).collect())
+}
+
+/// Inserts or replaces `rows` (keys must be distinct).
+pub async fn upsert_rows<R: Record>(
+    tx: &mut Tx,
+    table: &str,
+    rows: &[&R],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let key = key_column::<R>();
+    let updates = R::COLUMNS[1..]
+        .iter()
+        .map(|c| format!("\"{0}\" = excluded.\"{0}\"", c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let columns = column_list::<R>();
+    match tx {
+        Tx::Postgres(t) => {
+            // One array per column: one statement and a handful of parameters however
+            // many rows there are.
+            let arrays = R::COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c.kind {
+                    Kind::Text => format!("${}::text[]", i + 1),
+                    Kind::Int => format!("${}::int8[]", i + 1),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO \"{table}\" ({columns}) SELECT * FROM unnest({arrays}) \
+                 ON CONFLICT (\"{key}\") DO UPDATE SET {updates}"
+            );
+            let cells: Vec<Vec<Cell>> = rows.iter().map(|r| r.to_cells()).collect();
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (i, column) in R::COLUMNS.iter().enumerate() {
+                query = match column.kind {
+                    Kind::Text => query.bind(
+                        cells
+                            .iter()
+                            .map(|row| match &row[i] {
+                                Cell::Text(v) => v.clone(),
+                                Cell::Int(v) => v.map(|n| n.to_string()),
+                            })
+                            .collect::<Vec<Option<String>>>(),
+                    ),
+                    Kind::Int => query.bind(
+                        cells
+                            .iter()
+                            .map(|row| match &row[i] {
+                                Cell::Int(v) => *v,
+                                Cell::Text(_) => None,
+                            })
+                            .collect::<Vec<Option<i64>>>(),
+                    ),
+                };
+            }
+            query.execute(&mut **t).await?;
+        }
+        Tx::Sqlite(t) => {
+            // SQLite allows 32766 parameters per statement.
+            let per_statement = (30_000 / R::COLUMNS.len()).max(1);
+            let placeholders = format!("({})", vec!["?"; R::COLUMNS.len()].join(", "));
+            for chunk in rows.chunks(per_statement) {
+                let values = vec![placeholders.as_str(); chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO \"{table}\" ({columns}) VALUES {values} \
+                     ON CONFLICT (\"{key}\") DO UPDATE SET {updates}"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for row in chunk {
+                    for cell in row.to_cells() {
+                        query = match cell {
+                            Cell::Text(v) => query.bind(v),
+                            Cell::Int(v) => query.bind(v),
+                        };
+                    }
+                }
+                query.execute(&mut **t).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete_keys<R: Record>(
+    tx: &mut Tx,
+    table: &str,
+    keys: &[&str],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let key = key_column::<R>();
+    match tx {
+        Tx::Sqlite(t) => {
+            let sql = format!(
+                "DELETE FROM \"{table}\" WHERE \"{key}\" IN (SELECT value FROM json_each($1))"
+            );
+            let keys = serde_json::to_string(keys).expect("strings serialize");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(keys)
+                .execute(&mut **t)
+                .await?;
+        }
+        Tx::Postgres(t) => {
+            let sql = format!("DELETE FROM \"{table}\" WHERE \"{key}\" = ANY($1::text[])");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(keys)
+                .execute(&mut **t)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every row of a tenant (erasure). Every read model has a `tenant_id` column.
+pub async fn delete_tenant(tx: &mut Tx, table: &str, tenant: &str) -> Result<u64, sqlx::Error> {
+    let sql = format!("DELETE FROM \"{table}\" WHERE tenant_id = $1");
+    on_tx!(tx, |c| Ok(sqlx::query(AssertSqlSafe(sql))
+        .bind(tenant)
+        .execute(c)
+        .await?
+        .rows_affected()))
+}
+
+/// A parameter of a read query.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Runs a read query selecting `R`'s columns (in order) on either backend.
+pub async fn fetch_rows<R: Record>(
+    db: &Db,
+    sql: String,
+    binds: &[Bind],
+) -> Result<Vec<R>, sqlx::Error> {
+    macro_rules! bound {
+        ($sql:expr) => {{
+            let mut query = sqlx::query(AssertSqlSafe($sql));
+            for bind in binds {
+                query = match bind {
+                    Bind::Text(v) => query.bind(v.clone()),
+                    Bind::Int(v) => query.bind(*v),
+                };
+            }
+            query
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => bound!(sql)
+            .fetch_all(&s.reader)
+            .await?
+            .iter()
+            .map(decode_sqlite::<R>)
+            .collect(),
+        Db::Postgres(pg) => bound!(sql)
+            .fetch_all(pg)
+            .await?
+            .iter()
+            .map(decode_postgres::<R>)
+            .collect(),
+    }
+}
