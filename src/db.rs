@@ -134,9 +134,10 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .busy_timeout(Duration::from_secs(10));
     // The one writer touches the pages of every agent webhooks arrive for (their rows
     // in the audit log and the read models): 32 MiB of page cache (SQLite's default is
-    // 2 MiB) keeps those pages in memory instead of reading them back at every commit,
-    // and a checkpoint every 8,000 WAL pages (default 1,000; about 32 MiB of WAL)
-    // copies a page written many times back to the database file once.
+    // 2 MiB) keeps those pages in memory instead of reading them back at every commit.
+    // The WAL is copied back into the database file by `spawn_checkpointer`, beside
+    // the writer; the writer itself checkpoints only once the WAL holds 8,000 pages
+    // (default 1,000), by then mostly copied, so that the file can start over.
     let writer_options = options
         .clone()
         .pragma("cache_size", "-32768")
@@ -146,12 +147,46 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .connect_with(writer_options)
         .await
         .context("Failed to open the SQLite database")?;
+    spawn_checkpointer(&options, &writer).await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options.read_only(true))
         .await
         .context("Failed to open the SQLite database for reading")?;
     Ok(SqliteDb { writer, reader })
+}
+
+/// How often the WAL is copied back into the database file, beside the writer.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies the WAL back into the database file on a connection of its own (a passive
+/// checkpoint: it never waits for, nor blocks, the writer or readers). Left to the
+/// writer, that copy runs inside some commit and every append behind it waits (tens of
+/// ms under load). Stops when the writer pool is closed.
+async fn spawn_checkpointer(
+    options: &SqliteConnectOptions,
+    writer: &SqlitePool,
+) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    let mut conn = options
+        .connect()
+        .await
+        .context("Failed to open the SQLite database for checkpoints")?;
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !writer.is_closed() {
+            tick.tick().await;
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut conn)
+                .await
+            {
+                tracing::warn!("WAL checkpoint failed (the writer checkpoints instead): {e}");
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
