@@ -8,13 +8,14 @@
 #   STRACE=1  count fsync calls of the server during the pass (wall time per call)
 #   TMPFS=1   SQLite data dir on /dev/shm (fsync costs nothing: isolates its share)
 #   PGLOCKS=1 sample pg_locks / wait events of the server's backends during the pass
+#   RATE=N    pace the pass at N webhooks/s in total (latency from the scheduled send time)
 #
 # Needs scripts/bench.sh to have built target/release/hookrun and the bench tool.
 # Listens on 127.0.0.1 only; the pass is bounded by SECONDS (at most 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=$1 SECS=$2 CONNS=$3
-BENCH=bench/target/release/hookrun-bench HOOKRUN=target/release/hookrun
+BENCH=bench/target/release/hookrun-bench HOOKRUN=${HOOKRUN:-target/release/hookrun}
 ROOT=/tmp; [ -n "${TMPFS:-}" ] && ROOT=/dev/shm
 D=$(mktemp -d "$ROOT/hookrun-profile.XXXX")
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -53,7 +54,7 @@ ID=$(echo "$AGENT" | json agent_id); SECRET=$(echo "$AGENT" | json webhook_secre
 [ -n "${PGLOCKS:-}" ] && { (sleep 1; for _ in 1 2 3; do psql -h 127.0.0.1 -U postgres -Atc \
   "select coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-'), count(*) from pg_stat_activity where datname = '$DB' and state <> 'idle' group by 1 order by 2 desc" | tr '\n' ' '; echo; sleep 0.5; done) & }
 read -r U0 S0 < <(awk '{print $14, $15}' "/proc/$SRV/stat"); T0=$(date +%s.%N)
-"$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" -c "$CONNS" --seconds "$SECS"
+"$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" -c "$CONNS" --seconds "$SECS" ${RATE:+--rate "$RATE"}
 T1=$(date +%s.%N); read -r U1 S1 < <(awk '{print $14, $15}' "/proc/$SRV/stat")
 python3 -c "print('server CPU: %.0f%% of one core' % ((($U1-$U0)+($S1-$S0))/($T1-$T0)))"  # clock ticks: 100/s
 [ -n "${STRACE:-}" ] && { kill -INT "$ST"; wait "$ST" || true; cat "$D/strace.txt"; }
