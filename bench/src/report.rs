@@ -157,7 +157,7 @@ pub fn targets() -> Vec<Target> {
             threshold: 0.40,
         },
         Target {
-            label: "accept p99 ≤ 15 ms at half the max rate",
+            label: "accept p99 ≤ 15 ms at half the max rate (paced from one load thread)",
             scenario: "accept",
             metric: |m| m == "half-rate p99 ms",
             at_least: false,

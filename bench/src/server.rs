@@ -175,6 +175,38 @@ impl Server {
             .with_context(|| format!("metric {name} not in /metrics"))
     }
 
+    /// The sum of every series of the metric `name`, whatever their labels.
+    pub async fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
+        let (_, _, body) = http::request(self.addr, Method::GET, "/metrics", None, None).await?;
+        let text = String::from_utf8_lossy(&body);
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                (key.split('{').next() == Some(name)).then(|| value.parse().ok())?
+            })
+            .collect();
+        anyhow::ensure!(!values.is_empty(), "metric {name} not in /metrics");
+        Ok(values.iter().sum())
+    }
+
+    /// Waits (at most `limit`) until every read model has applied every stored event.
+    pub async fn wait_projections_caught_up(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lag = self.metric_sum("hookrun_projection_lag_events").await?;
+            if lag == 0.0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "read models still {lag} events behind after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// SIGTERM, a short grace period, then SIGKILL; keeps the server log in
     /// `$TMPDIR/hookrun-bench-logs/` and removes the data dir and database.
     pub async fn stop(mut self) {

@@ -69,6 +69,33 @@ pub async fn webhooks_for(
     .await
 }
 
+/// A paced webhook pass like [`webhooks_for`], generated on one thread of its own
+/// (a runtime in a thread, while this runtime's threads wait idle): at a fixed rate the
+/// generator needs little CPU, and a second thread of it would only take turns on the
+/// two cores with the server whose latency is being measured.
+pub async fn paced_on_one_thread(
+    addr: SocketAddr,
+    targets: &Arc<Vec<Target>>,
+    connections: usize,
+    length: Duration,
+    rate: f64,
+) -> anyhow::Result<Outcome> {
+    let targets = targets.clone();
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(webhooks_for(
+                addr,
+                &targets,
+                connections,
+                length,
+                Some(rate),
+            ))
+    })
+    .await?
+}
+
 /// A timed `GET /healthz` pass.
 pub async fn healthz_for(
     addr: SocketAddr,
