@@ -208,13 +208,13 @@ async fn a_gateway_error_fails_the_execution_with_the_gateway_message(backend: B
 }
 
 async fn an_unreachable_gateway_fails_the_execution_naming_the_url(backend: Backend) {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    // Port 1: nothing listens there, and no other test's server can be handed it (a
+    // port that was free a moment ago could be, by the tests running beside this one).
+    let url = "http://127.0.0.1:1".to_owned();
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:1").is_err(),
+        "something listens on 127.0.0.1:1"
+    );
     let Some(app) =
         spawn_app_with(backend, "gateway_down", &[("HOOKRUN_LLM_BASE_URL", &url)]).await
     else {
