@@ -15,6 +15,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::watch;
 
 /// A SQLite database: one writer connection, several readers.
 #[derive(Clone, Debug)]
@@ -135,9 +136,10 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
     // The one writer touches the pages of every agent webhooks arrive for (their rows
     // in the audit log and the read models): 32 MiB of page cache (SQLite's default is
     // 2 MiB) keeps those pages in memory instead of reading them back at every commit.
-    // The WAL is copied back into the database file by `spawn_checkpointer`, beside
-    // the writer; the writer itself checkpoints only once the WAL holds 8,000 pages
-    // (default 1,000), by then mostly copied, so that the file can start over.
+    // A server copies the WAL back into the database file beside the writer
+    // (`SqliteDb::run_checkpoints`); the writer itself checkpoints only once the WAL
+    // holds 8,000 pages (default 1,000), by then mostly copied, so that the file can
+    // start over. A command run once leaves it all to the writer.
     let writer_options = options
         .clone()
         .pragma("cache_size", "-32768")
@@ -147,7 +149,6 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .connect_with(writer_options)
         .await
         .context("Failed to open the SQLite database")?;
-    spawn_checkpointer(&options, &writer).await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options.read_only(true))
@@ -159,34 +160,38 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
 /// How often the WAL is copied back into the database file, beside the writer.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// Copies the WAL back into the database file on a connection of its own (a passive
-/// checkpoint: it never waits for, nor blocks, the writer or readers). Left to the
-/// writer, that copy runs inside some commit and every append behind it waits (tens of
-/// ms under load). Stops when the writer pool is closed.
-async fn spawn_checkpointer(
-    options: &SqliteConnectOptions,
-    writer: &SqlitePool,
-) -> anyhow::Result<()> {
-    use sqlx::ConnectOptions;
-    let mut conn = options
-        .connect()
-        .await
-        .context("Failed to open the SQLite database for checkpoints")?;
-    let writer = writer.clone();
-    tokio::spawn(async move {
+impl SqliteDb {
+    /// Copies the WAL back into the database file on a connection of its own, every
+    /// [`CHECKPOINT_EVERY`], until `shutdown` changes. A passive checkpoint never waits
+    /// for, nor blocks, the writer or readers; left to the writer, that copy runs
+    /// inside some commit and every append behind it waits (tens of ms under load).
+    pub async fn run_checkpoints(self, mut shutdown: watch::Receiver<bool>) {
+        use sqlx::ConnectOptions;
+        let mut conn = match self.writer.connect_options().connect().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("no connection for WAL checkpoints (the writer does them): {e}");
+                return;
+            }
+        };
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while !writer.is_closed() {
-            tick.tick().await;
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let done = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&mut conn)
-                .await
+                .await;
+            // Busy: another process's checkpoint is running; the next tick will do.
+            if let Err(e) = done
+                && !is_transient(&e)
             {
                 tracing::warn!("WAL checkpoint failed (the writer checkpoints instead): {e}");
             }
         }
-    });
-    Ok(())
+    }
 }
 
 async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {

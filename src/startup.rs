@@ -28,6 +28,9 @@ use crate::webhook::SchemaCache;
 /// The stores every command needs: the SQL database, the event store, the sealer.
 pub struct Stores {
     pub db: Db,
+    /// The event store's database: `db` again unless `HOOKRUN_EVENT_STORE_URL` names
+    /// another.
+    pub store_db: Db,
     /// The backend wrapped in [`SealedStore`]: tenant data sealed on append, opened
     /// (and old schema versions upcast) on read.
     pub store: Arc<dyn EventStore>,
@@ -44,7 +47,7 @@ impl Stores {
         } else {
             open_db(settings, &settings.event_store).await?
         };
-        let store: Arc<dyn EventStore> = match store_db {
+        let store: Arc<dyn EventStore> = match store_db.clone() {
             Db::Sqlite(sqlite) => Arc::new(SqliteEventStore::new(sqlite)),
             Db::Postgres(pg) => Arc::new(PostgresEventStore::connect(pg).await?),
         };
@@ -53,6 +56,7 @@ impl Stores {
         let store: Arc<dyn EventStore> = Arc::new(SealedStore::new(store, keys.clone()));
         Ok(Stores {
             db,
+            store_db,
             store,
             sealer,
             keys,
@@ -118,6 +122,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let Stores {
             db,
+            store_db,
             store,
             sealer,
             keys,
@@ -184,10 +189,22 @@ impl Application {
             interval: state.settings.sweep_interval,
             node_timeout: state.settings.node_timeout,
         };
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(projector.clone().run(shutdown_rx.clone())),
-            tokio::spawn(sweeper.clone().run(shutdown_rx)),
+            tokio::spawn(sweeper.clone().run(shutdown_rx.clone())),
         ];
+        // Each SQLite file gets its WAL copied back beside its writer.
+        let mut sqlite = vec![&state.db];
+        if state.settings.event_store != state.settings.database {
+            sqlite.push(&store_db);
+        }
+        for db in sqlite {
+            if let Db::Sqlite(db) = db {
+                background.push(tokio::spawn(
+                    db.clone().run_checkpoints(shutdown_rx.clone()),
+                ));
+            }
+        }
         tracing::info!(%address, backend = state.db.backend_name(), "hookrun listening");
         Ok(Application {
             port: address.port(),
