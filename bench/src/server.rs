@@ -162,21 +162,9 @@ impl Server {
         proc_memory_kib(self.pid())
     }
 
-    /// A gauge or counter from `/metrics` (the first sample whose name matches).
+    /// A gauge or counter from `/metrics`: the sum of its series, whatever their labels
+    /// (the one value of an unlabelled metric).
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let (_, _, body) = http::request(self.addr, Method::GET, "/metrics", None, None).await?;
-        let text = String::from_utf8_lossy(&body);
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
-                let (key, value) = l.rsplit_once(' ')?;
-                (key == name).then(|| value.parse().ok()).flatten()
-            })
-            .with_context(|| format!("metric {name} not in /metrics"))
-    }
-
-    /// The sum of every series of the metric `name`, whatever their labels.
-    pub async fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
         let (_, _, body) = http::request(self.addr, Method::GET, "/metrics", None, None).await?;
         let text = String::from_utf8_lossy(&body);
         let values: Vec<f64> = text
@@ -195,7 +183,7 @@ impl Server {
     pub async fn wait_projections_caught_up(&self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         loop {
-            let lag = self.metric_sum("hookrun_projection_lag_events").await?;
+            let lag = self.metric("hookrun_projection_lag_events").await?;
             if lag == 0.0 {
                 return Ok(());
             }
