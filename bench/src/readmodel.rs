@@ -62,6 +62,28 @@ impl Db {
         Ok((ok as u64, failed as u64))
     }
 
+    /// Executions that can be running at once: per agent, its accepted executions up
+    /// to `concurrency` (its execution slots), summed over agents.
+    pub async fn startable(&self, concurrency: u32) -> anyhow::Result<u64> {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN n < {concurrency} THEN n ELSE {concurrency} END), 0) \
+             AS BIGINT) FROM (SELECT COUNT(*) AS n FROM agent_test_executions GROUP BY agent_id) per_agent"
+        );
+        let n: i64 = match self {
+            Db::Sqlite(p) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(p)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(p)
+                    .await?
+            }
+        };
+        Ok(n as u64)
+    }
+
     /// Those of `ids` that are terminal (succeeded or failed) in the read model.
     pub async fn terminal_among(&self, ids: &[String]) -> anyhow::Result<Vec<String>> {
         if ids.is_empty() {

@@ -308,11 +308,11 @@ impl Gateway {
         Ok(Gateway { child, addr })
     }
 
-    /// `(requests, max_in_flight)` so far.
-    pub async fn stats(&self) -> anyhow::Result<(u64, u64)> {
+    /// `(in_flight, max_in_flight)`: calls the gateway holds now, and at most so far.
+    pub async fn in_flight(&self) -> anyhow::Result<(u64, u64)> {
         let (_, v, _) = http::request(self.addr, Method::GET, "/stats", None, None).await?;
         Ok((
-            v["requests"].as_u64().unwrap_or(0),
+            v["in_flight"].as_u64().unwrap_or(0),
             v["max_in_flight"].as_u64().unwrap_or(0),
         ))
     }

@@ -113,7 +113,7 @@ async fn measure(
     stop.store(true, Ordering::Relaxed);
     let peak_rss = watcher.await?;
     let (rss_after, hwm) = server.memory_kib();
-    let (_, max_in_flight) = gateway.stats().await?;
+    let (_, max_in_flight) = gateway.in_flight().await?;
     db.close().await;
     if outcome.errors() > 0 {
         eprintln!("  fan-in: {}", outcome.status_summary());

@@ -37,14 +37,19 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> anyhow::Result<Figures> {
         ],
     )
     .await?;
-    let result = measure(ctx, &mut server, &instant).await;
+    let result = measure(ctx, &mut server, &stalled, &instant).await;
     server.stop().await;
     stalled.stop().await;
     instant.stop().await;
     result
 }
 
-async fn measure(ctx: &Ctx, server: &mut Server, instant: &Gateway) -> anyhow::Result<Figures> {
+async fn measure(
+    ctx: &Ctx,
+    server: &mut Server,
+    stalled: &Gateway,
+    instant: &Gateway,
+) -> anyhow::Result<Figures> {
     let total = ctx.size(100_000, 2_000);
     let via_api = ctx.size(1_000, 100);
     let spread = ctx.size(1_000, 100);
@@ -79,8 +84,9 @@ async fn measure(ctx: &Ctx, server: &mut Server, instant: &Gateway) -> anyhow::R
     let cold = webhooks_for(server.addr, &cold_agents, 64, ctx.pass(), None).await?;
     // Warm up the measured agents: 4 webhooks each fill their execution slots.
     let (_, mut errors) = send(server, agents[..spread].to_vec(), 4 * spread as u64, 64).await?;
-    // Let the started executions record their first steps before timing again.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Time again once the started executions have recorded their first steps: every
+    // execution slot's call is waiting at the stalled gateway.
+    wait_slots_at_gateway(server, &db, stalled).await?;
     let one = Arc::new(vec![agents[0].clone()]);
     let single = webhooks_for(server.addr, &one, 64, ctx.pass(), None).await?;
     let many = Arc::new(agents[..spread].to_vec());
@@ -123,6 +129,29 @@ async fn measure(ctx: &Ctx, server: &mut Server, instant: &Gateway) -> anyhow::R
     figures.push(("errors".into(), errors as f64));
     db.close().await;
     Ok(figures)
+}
+
+/// hookrun's default execution slots per agent (`HOOKRUN_AGENT_CONCURRENCY`).
+const SLOTS: u32 = 4;
+
+/// Waits until the stalled gateway holds as many calls as the accepted executions can
+/// run at once (every ExecutionStarted and LlmCalled before them is stored).
+async fn wait_slots_at_gateway(server: &Server, db: &Db, gateway: &Gateway) -> anyhow::Result<()> {
+    server
+        .wait_projections_caught_up(Duration::from_secs(120))
+        .await?;
+    let startable = db.startable(SLOTS).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (in_flight, _) = gateway.in_flight().await?;
+        if in_flight >= startable {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{in_flight} of {startable} execution slots reached the gateway after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Sends `count` webhooks round-robin over `targets`; `(accepted, errors)`.
