@@ -1,7 +1,7 @@
 //! Erasing a tenant (`DELETE /api/tenants/{id}`) by crypto-shredding.
 //!
-//! The tenant's payloads and outputs are stored sealed under its data key
-//! (`events::sealing`), so erasure never rewrites history: it
+//! The tenant's payloads, outputs and gateway error texts are stored sealed under its
+//! data key (`events::sealing`), so erasure never rewrites history: it
 //! 1. destroys the tenant's data keys — from then on its sealed data cannot be read;
 //! 2. deletes its catalog entries (API keys, agents, the tenant);
 //! 3. appends `TenantErased` to `tenant-{id}`, which every read model folds by deleting

@@ -1,6 +1,6 @@
 //! Erasure by crypto-shredding, through the real server on SQLite and PostgreSQL:
-//! payloads and outputs are sealed at rest, the API still answers them in plaintext,
-//! and after `DELETE /api/tenants/{id}` none of the tenant's payload or output text can
+//! payloads, outputs and gateway error texts are sealed at rest, the API still answers
+//! them in plaintext, and after `DELETE /api/tenants/{id}` none of that text can
 //! be found anywhere in the database (SQLite: the files, WAL included; PostgreSQL:
 //! every table), while its streams stay complete, chained and replayable and other
 //! tenants are untouched.
@@ -32,6 +32,8 @@ on_both_backends!(
 const PAYLOAD: &str = "acme-confidential-payload-5f2e";
 const OUTPUT: &str = "acme-confidential-answer-8c41";
 const OTHER_PAYLOAD: &str = "beta-payload-still-here";
+/// A payload the gateway refuses, quoting it in its error message.
+const REFUSED: &str = "acme-refused-payload-91d0";
 
 async fn execution(app: &TestApp, key: &str, agent: &support::app::Agent, text: &str) -> String {
     let body = json!({ "ticket": text }).to_string();
@@ -90,6 +92,19 @@ async fn found_in_database(app: &TestApp, needle: &str) -> Vec<String> {
     }
 }
 
+/// Stored events whose data contains `needle` (read from the table, not the store, which
+/// opens what is sealed).
+async fn stored_events_containing(app: &TestApp, needle: &str) -> i64 {
+    let sql = "SELECT count(*) FROM events WHERE CAST(data AS TEXT) LIKE $1";
+    hookrun::with_db_read!(&app.state.db, |pool| {
+        sqlx::query_scalar(sql)
+            .bind(format!("%{needle}%"))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
+}
+
 async fn rows_of(app: &TestApp, tenant: &str) -> i64 {
     let mut total = 0;
     for table in [
@@ -130,11 +145,21 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
         .with_priority(1)
         .mount(&app.gateway)
         .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_string_contains(REFUSED))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": format!("content policy: refused {REFUSED}")}
+        })))
+        .with_priority(1)
+        .mount(&app.gateway)
+        .await;
     let (acme, acme_agent) = app.tenant_with_agent("acme").await;
     let (beta, beta_agent) = app.tenant_with_agent("beta").await;
     let first = execution(&app, &acme, &acme_agent, PAYLOAD).await;
     execution(&app, &acme, &acme_agent, PAYLOAD).await;
     let kept = execution(&app, &beta, &beta_agent, OTHER_PAYLOAD).await;
+    let refused = execution(&app, &acme, &acme_agent, REFUSED).await;
     app.projector.catch_up().await.unwrap();
 
     // Sealed at rest, plaintext through the API.
@@ -148,6 +173,31 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
     assert_eq!(events["events"][3]["data"]["output"], OUTPUT);
     assert_eq!(app.wait_terminal(&acme, &first).await["output"], OUTPUT);
     assert_eq!(found_in_database(&app, PAYLOAD).await, Vec::<String>::new());
+    let failed = app.wait_terminal(&acme, &refused).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains(REFUSED),
+        "{failed}"
+    );
+    let events: Value = app
+        .get(&acme, &format!("/api/executions/{refused}/events"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[3..], ["LlmCallFailed", "ExecutionFailed"]);
+    for event in &events["events"].as_array().unwrap()[3..] {
+        assert!(event["data"]["message"].as_str().unwrap().contains(REFUSED));
+    }
+    // Stored sealed: only the read model holds the text in the clear.
+    assert_eq!(stored_events_containing(&app, REFUSED).await, 0);
+    assert_eq!(stored_events_containing(&app, "content policy").await, 0);
     assert!(
         !found_in_database(&app, OUTPUT).await.is_empty(),
         "the read model shows the output, so the search works"
@@ -172,7 +222,7 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
     );
 
     // Nothing of the tenant's data is left to find, in any file or table.
-    for needle in [PAYLOAD, OUTPUT] {
+    for needle in [PAYLOAD, OUTPUT, REFUSED] {
         assert_eq!(
             found_in_database(&app, needle).await,
             Vec::<String>::new(),
@@ -196,6 +246,19 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
     assert!(stream[0].data["payload"]["$sealed"].is_string());
     assert!(stream[0].metadata["unreadable"].is_string());
     assert!(stream[3].data["output"]["$sealed"].is_string());
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|e| e.stream_id == format!("execution-{refused}"))
+        .collect();
+    assert_eq!(failed.len(), 5);
+    for event in &failed[3..] {
+        assert!(
+            event.data["message"]["$sealed"].is_string(),
+            "{:?}",
+            event.data
+        );
+        assert!(event.metadata["unreadable"].is_string());
+    }
     assert!(
         all.iter()
             .any(|e| e.stream_id == "tenant-acme" && e.event_type == "TenantErased")

@@ -1,7 +1,7 @@
 //! The event store as the application uses it: a wrapper around a backend that seals
 //! tenant data on append and, on read, opens it and upcasts old schema versions — so
 //! every reader (actors, projections, the API, the CLI) sees current, readable events,
-//! while the backend stores only ciphertext for payloads and outputs.
+//! while the backend stores only ciphertext for tenant data (see `sealing`).
 //!
 //! An event whose key was destroyed (an erased tenant) is returned as stored, with
 //! `metadata.unreadable` set: streams stay complete and replayable, their tenant data

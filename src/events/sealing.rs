@@ -1,7 +1,9 @@
 //! Which event fields hold tenant data, and sealing them under the tenant's data key.
 //!
-//! `ExecutionQueued.payload` (the webhook body) and `ExecutionSucceeded.output` (the
-//! LLM's answer) are stored as `{"$sealed": "v1.<key id>.<data>"}`: the field's JSON,
+//! `ExecutionQueued.payload` (the webhook body), `ExecutionSucceeded.output` (the
+//! LLM's answer) and the `message` of `LlmCallFailed` and `ExecutionFailed` (a
+//! gateway's error text, which may quote the prompt or the payload it refused) are
+//! stored as `{"$sealed": "v1.<key id>.<data>"}`: the field's JSON,
 //! sealed with XChaCha20-Poly1305 under the tenant's data key, with associated data
 //! naming the event id and the field (a sealed value moved to another event does not
 //! open). Everything else stays readable, so streams can be audited, chained and
@@ -24,6 +26,7 @@ pub fn sealed_field(event_type: &str) -> Option<&'static str> {
     match event_type {
         "ExecutionQueued" => Some("payload"),
         "ExecutionSucceeded" => Some("output"),
+        "LlmCallFailed" | "ExecutionFailed" => Some("message"),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! Events of the `tenant-{tenant_id}` stream: what happened to a tenant as a whole.
 //!
 //! `TenantErased` records a crypto-shredding erasure (`DELETE /api/tenants/{id}`): the
-//! tenant's data keys were destroyed, so the payloads and outputs sealed under them
+//! tenant's data keys were destroyed, so the payloads, outputs and error texts sealed under them
 //! can no longer be read, and every read model drops the tenant's rows when it folds
 //! this event (during a rebuild too, so erased rows never come back).
 

@@ -1,6 +1,6 @@
 //! `DELETE /api/tenants/{id}` (admin): erases a tenant by destroying its data keys
-//! (see `crate::erasure`). Its streams stay complete but its payloads and outputs can
-//! no longer be read; its catalog entries and read-model rows are gone when this
+//! (see `crate::erasure`). Its streams stay complete but its payloads, outputs and
+//! gateway error texts can no longer be read; its catalog entries and read-model rows are gone when this
 //! answers.
 
 use actix_web::{HttpResponse, web};
