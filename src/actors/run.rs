@@ -259,11 +259,13 @@ async fn execute_steps(deps: &ExecutionDeps, job: Job) -> Result<(), StoreError>
             }
             Err(error) => {
                 if let Some(retry_at) = next_attempt_at(&policy, attempt, &error, deadline) {
+                    // The message stays out of the log: it may quote tenant data, and
+                    // is stored sealed in the event (read it through the API).
                     tracing::info!(
                         attempt,
                         error_kind = error.kind,
-                        "LLM call failed; retrying at {retry_at}: {}",
-                        error.message
+                        status = error.status,
+                        "LLM call failed; retrying at {retry_at}"
                     );
                     rec.record(&[failed_call(attempt, &error, Some(retry_at))])
                         .await?;
@@ -379,7 +381,8 @@ impl Recorder<'_> {
     }
 
     async fn fail(&mut self, kind: &str, message: String) -> Result<(), StoreError> {
-        tracing::warn!(error_kind = kind, "execution failed: {message}");
+        // Without the message, which may quote tenant data (it is stored sealed).
+        tracing::warn!(error_kind = kind, "execution failed");
         let duration = Utc::now() - self.state.queued_at;
         self.record(&[ExecutionEvent::ExecutionFailed {
             error_kind: kind.to_owned(),
