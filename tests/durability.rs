@@ -6,7 +6,9 @@ mod support;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use support::app::{Agent, Backend, TestApp, assert_error, completion, spawn_app, spawn_app_with};
+use support::app::{
+    Agent, Backend, TestApp, assert_error, completion, event_types, spawn_app, spawn_app_with,
+};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -78,20 +80,6 @@ async fn accepted(r: reqwest::Response) -> String {
         .to_owned()
 }
 
-async fn events(app: &TestApp, key: &str, id: &str) -> Vec<Value> {
-    let v: Value = app
-        .get(key, &format!("/api/executions/{id}/events"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    v["events"].as_array().unwrap().clone()
-}
-
-fn types(events: &[Value]) -> Vec<&str> {
-    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
-}
-
 async fn mount_failures(app: &TestApp, status: u16, times: u64, retry_after: Option<&str>) {
     let mut response = ResponseTemplate::new(status)
         .set_body_json(json!({"error": {"message": format!("upstream said {status}")}}));
@@ -121,9 +109,9 @@ async fn transient_gateway_failures_are_retried_until_the_call_succeeds(backend:
         (Some("succeeded"), Some(3)),
         "{row}"
     );
-    let events = events(&app, &key, &id).await;
+    let events = app.execution_events(&key, &id).await;
     assert_eq!(
-        types(&events),
+        event_types(&events),
         [
             "ExecutionQueued",
             "ExecutionStarted",
@@ -167,7 +155,7 @@ async fn retries_stop_after_max_attempts_and_the_last_error_is_kept(backend: Bac
         row["error"].as_str().unwrap().contains("upstream said 502"),
         "{row}"
     );
-    let events = events(&app, &key, &id).await;
+    let events = app.execution_events(&key, &id).await;
     let last_failure = events
         .iter()
         .rev()
@@ -190,7 +178,7 @@ async fn retry_after_from_the_gateway_is_honoured(backend: Backend) {
     let id = accepted(app.send_signed(&agent, b"{}", "d1").await).await;
     let row = app.wait_terminal(&key, &id).await;
     assert_eq!(row["status"], "succeeded");
-    let events = events(&app, &key, &id).await;
+    let events = app.execution_events(&key, &id).await;
     let at = |i: usize, field: &str| {
         events[i]["data"][field]
             .as_str()
@@ -198,7 +186,7 @@ async fn retry_after_from_the_gateway_is_honoured(backend: Backend) {
             .parse::<DateTime<Utc>>()
             .unwrap()
     };
-    assert_eq!(types(&events)[3], "LlmCallFailed");
+    assert_eq!(event_types(&events)[3], "LlmCallFailed");
     // The backoff alone would wait at most 20 ms; the gateway asked for 1 s.
     assert!(at(4, "called_at") - at(2, "called_at") >= chrono::Duration::milliseconds(1000));
 }
@@ -292,7 +280,7 @@ async fn an_execution_whose_node_died_is_resumed_without_repeating_recorded_step
         (Some("succeeded"), Some(2)),
         "{calling}"
     );
-    let reclaim = &events(&app, &key, &ids[1]).await[3];
+    let reclaim = &app.execution_events(&key, &ids[1]).await[3];
     assert_eq!(
         (
             reclaim["type"].as_str(),
@@ -303,7 +291,7 @@ async fn an_execution_whose_node_died_is_resumed_without_repeating_recorded_step
     let done = app.wait_terminal(&key, &ids[2]).await;
     assert_eq!(done["output"], "earlier answer");
     assert_eq!(
-        events(&app, &key, &ids[2]).await.len(),
+        app.execution_events(&key, &ids[2]).await.len(),
         4,
         "a finished execution is left alone"
     );

@@ -179,20 +179,12 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
         failed["error"].as_str().unwrap().contains(REFUSED),
         "{failed}"
     );
-    let events: Value = app
-        .get(&acme, &format!("/api/executions/{refused}/events"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let types: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(types[3..], ["LlmCallFailed", "ExecutionFailed"]);
-    for event in &events["events"].as_array().unwrap()[3..] {
+    let events = app.execution_events(&acme, &refused).await;
+    assert_eq!(
+        support::app::event_types(&events)[3..],
+        ["LlmCallFailed", "ExecutionFailed"]
+    );
+    for event in &events[3..] {
         assert!(event["data"]["message"].as_str().unwrap().contains(REFUSED));
     }
     // Stored sealed: only the read model holds the text in the clear.

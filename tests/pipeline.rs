@@ -63,18 +63,8 @@ async fn a_signed_webhook_runs_the_agent_and_the_read_model_shows_the_result(bac
     }
     assert!(row["duration_ms"].as_i64().unwrap() >= row["llm_latency_ms"].as_i64().unwrap());
 
-    let events: Value = app
-        .get(&key, &format!("/api/executions/{id}/events"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let types: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let events = app.execution_events(&key, &id).await;
+    let types = support::app::event_types(&events);
     assert_eq!(
         types,
         [
@@ -84,7 +74,7 @@ async fn a_signed_webhook_runs_the_agent_and_the_read_model_shows_the_result(bac
             "ExecutionSucceeded"
         ]
     );
-    let queued = &events["events"][0];
+    let queued = &events[0];
     assert_eq!(queued["data"]["payload"]["ticket_id"], "TKT-123");
     assert_eq!(queued["metadata"]["correlation_id"], "delivery-1");
     assert_eq!(queued["metadata"]["tenant_id"], "acme");
@@ -183,18 +173,8 @@ async fn a_gateway_error_fails_the_execution_with_the_gateway_message(backend: B
         "{row}"
     );
     assert_eq!(row["output"], Value::Null);
-    let events: Value = app
-        .get(&key, &format!("/api/executions/{id}/events"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let types: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let events = app.execution_events(&key, &id).await;
+    let types = support::app::event_types(&events);
     assert_eq!(
         types,
         [

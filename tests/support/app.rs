@@ -228,6 +228,17 @@ impl TestApp {
             .clone()
     }
 
+    /// The events of an execution as the API answers them (`/api/executions/{id}/events`).
+    pub async fn execution_events(&self, key: &str, id: &str) -> Vec<Value> {
+        let v: Value = self
+            .get(key, &format!("/api/executions/{id}/events"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+
     /// Events of one stream, in order.
     pub async fn stream(&self, stream: &str) -> Vec<hookrun::events::RecordedEvent> {
         self.state
@@ -385,4 +396,9 @@ pub async fn assert_error(r: reqwest::Response, status: u16) -> Value {
         "error.message in {v}"
     );
     error
+}
+
+/// The `type` of each event as the API answers them.
+pub fn event_types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
