@@ -146,6 +146,17 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .pragma("wal_autocheckpoint", "8000");
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        // A read-model batch lowers the connection's safety level for its own commit
+        // (`projections::sql::Tx::begin_relaxed`): whatever ran on the connection, it
+        // goes back to the pool at FULL, or is closed (a new one opens at FULL).
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(true)
+            })
+        })
         .connect_with(writer_options)
         .await
         .context("Failed to open the SQLite database")?;

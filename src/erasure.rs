@@ -6,7 +6,8 @@
 //! 2. deletes its catalog entries (API keys, agents, the tenant);
 //! 3. appends `TenantErased` to `tenant-{id}`, which every read model folds by deleting
 //!    the tenant's rows (a rebuild replays it too, so the rows never come back);
-//! 4. catches the projections up past that event, so the rows are gone when it answers;
+//! 4. catches the projections up past that event, so the rows are gone (on disk, see
+//!    `ProjectionRunner::catch_up_to`) when it answers;
 //! 5. on SQLite, checkpoints the WAL into the database file and truncates it: deleted
 //!    content is zeroed (`secure_delete`), and no older copy of a page stays behind in
 //!    the WAL.

@@ -19,14 +19,16 @@ use crate::events::tenant::erased_tenant;
 use crate::events::{EventStore, Position, RecordedEvent};
 
 /// A table a projection folds into, and its checkpoint.
+///
+/// Batches commit relaxed ([`Tx::begin_relaxed`]: not waiting for the disk, so that
+/// appends queued behind a batch on the one SQLite writer do not wait for its fsync).
+/// Rows and checkpoint commit together, so a batch a crash loses is folded again from
+/// the checkpoint it left. Where an answer depends on the rows being on disk, the
+/// caller flushes ([`super::sql::flush`], as erasure does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub table: String,
     pub checkpoint: String,
-    /// Served to readers: every batch must be on disk when it commits. A shadow or
-    /// scratch copy is served to no one until a swap (which commits normally) and
-    /// resumes from its own committed checkpoint, so its batches need not wait.
-    pub durable: bool,
 }
 
 impl Target {
@@ -35,7 +37,6 @@ impl Target {
         Target {
             table: name.to_owned(),
             checkpoint: name.to_owned(),
-            durable: true,
         }
     }
 
@@ -45,7 +46,6 @@ impl Target {
         Target {
             checkpoint: table.clone(),
             table,
-            durable: false,
         }
     }
 }
@@ -71,10 +71,7 @@ pub async fn apply_batch<P: Projection>(
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(Applied::Done(after));
     };
-    let mut tx = Tx::begin(db, &[&target.checkpoint]).await?;
-    if !target.durable {
-        tx.relax_durability().await?;
-    }
+    let mut tx = Tx::begin_relaxed(db, &[&target.checkpoint]).await?;
     let current = sql::read_checkpoint_in(&mut tx, &target.checkpoint)
         .await?
         .map_or(Position::START, |c| c.position);

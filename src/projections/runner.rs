@@ -199,7 +199,8 @@ impl ProjectionRunner {
     }
 
     /// Catches every projection up to at least `position` (an event known to be stored),
-    /// waiting for it to become readable if an older transaction still holds it back.
+    /// waiting for it to become readable if an older transaction still holds it back,
+    /// and makes the read models durable up to there.
     pub async fn catch_up_to(&self, position: Position) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut changes = self.store.changes();
@@ -213,6 +214,9 @@ impl ProjectionRunner {
                 behind |= at < position;
             }
             if !behind {
+                // Callers act on the rows being there (erasure answers that they are
+                // gone): on disk, not only committed.
+                sql::flush(&self.db, EXECUTIONS_PROJECTION).await?;
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {

@@ -60,16 +60,34 @@ impl Tx {
         }
     }
 
-    /// Lets this transaction commit without waiting for its log to reach the disk
-    /// (PostgreSQL `synchronous_commit = off`: atomic and ordered, but a crash may lose
-    /// it). SQLite: no change.
-    pub async fn relax_durability(&mut self) -> Result<(), sqlx::Error> {
-        if let Tx::Postgres(t) = self {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut **t)
-                .await?;
+    /// Like [`Tx::begin`], for a transaction that commits without waiting for its log
+    /// to reach the disk: atomic and in order with every other commit, but a crash of
+    /// the machine (PostgreSQL: of the database server) may lose it, with the relaxed
+    /// commits just before it. Any durable commit after it makes it durable too: one
+    /// log holds both, and reaches the disk in order. For read-model batches, whose rows
+    /// and checkpoint commit together and whose events were on disk before they could
+    /// be read: a lost batch is folded again from the checkpoint it left.
+    /// SQLite: `synchronous = NORMAL` for this transaction (the writer pool sets FULL
+    /// again when the connection is released, see `db::connect_sqlite`); PostgreSQL:
+    /// `synchronous_commit = off`.
+    pub async fn begin_relaxed(db: &Db, locks: &[&str]) -> Result<Tx, sqlx::Error> {
+        match db {
+            Db::Sqlite(s) => {
+                let mut conn = s.writer.acquire().await?;
+                // SQLite refuses this inside a transaction: set before it begins.
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
+                Ok(Tx::Sqlite(Transaction::begin(conn, Some(begin)).await?))
+            }
+            Db::Postgres(_) => {
+                let mut tx = Tx::begin(db, locks).await?;
+                tx.execute("SET LOCAL synchronous_commit = off".into())
+                    .await?;
+                Ok(tx)
+            }
         }
-        Ok(())
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -185,4 +203,22 @@ pub async fn delete_checkpoint(tx: &mut Tx, name: &str) -> Result<(), sqlx::Erro
     .execute(c)
     .await
     .map(|_| ()))
+}
+
+/// Makes every read-model batch committed so far durable (batches commit relaxed, see
+/// [`Tx::begin_relaxed`]): one durable commit that writes to the log, which reaches
+/// the disk in order, so everything committed before it is there too. It rewrites the
+/// `name` checkpoint's `updated_at`, under that checkpoint's lock.
+pub async fn flush(db: &Db, name: &str) -> Result<(), sqlx::Error> {
+    let mut tx = Tx::begin(db, &[name]).await?;
+    let now = crate::catalog::timestamp(chrono::Utc::now());
+    on_tx!(&mut tx, |c| sqlx::query(
+        "UPDATE projection_checkpoints SET updated_at = $1 WHERE name = $2"
+    )
+    .bind(&now)
+    .bind(name)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    tx.commit().await
 }
