@@ -4,23 +4,12 @@
 //! backends: the relaxation never outlives its transaction, whether it committed or
 //! was dropped, so every append after it is still durable before its 202.
 
+#[macro_use]
 mod support;
 
 use hookrun::db::Db;
 use hookrun::projections::sql::Tx;
-use serde_json::Value;
-use support::app::{Backend, TestApp, spawn_app};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
+use support::app::{Backend, TestApp, accepted_execution, spawn_app};
 
 on_both_backends!(
     appends_stay_durable_after_read_model_batches,
@@ -76,11 +65,7 @@ async fn send_and_finish(app: &TestApp, n: usize) {
                 &format!("d-{i}"),
             )
             .await;
-        assert_eq!(r.status(), 202);
-        let id = r.json::<Value>().await.unwrap()["execution_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = accepted_execution(r).await;
         app.wait_terminal(&key, &id).await;
     }
 }

@@ -1,9 +1,9 @@
 //! Events of the `tenant-{tenant_id}` stream: what happened to a tenant as a whole.
 //!
 //! `TenantErased` records a crypto-shredding erasure (`DELETE /api/tenants/{id}`): the
-//! tenant's data keys were destroyed, so the payloads, outputs and error texts sealed under them
-//! can no longer be read, and every read model drops the tenant's rows when it folds
-//! this event (during a rebuild too, so erased rows never come back).
+//! tenant's data keys were destroyed, so the payloads, outputs and error texts sealed
+//! under them can no longer be read, and every read model drops the tenant's rows when
+//! it folds this event (during a rebuild too, so erased rows never come back).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! `DELETE /api/tenants/{id}` (admin): erases a tenant by destroying its data keys
 //! (see `crate::erasure`). Its streams stay complete but its payloads, outputs and
-//! gateway error texts can no longer be read; its catalog entries and read-model rows are gone when this
-//! answers.
+//! gateway error texts can no longer be read; its catalog entries and read-model rows
+//! are gone when this answers.
 
 use actix_web::{HttpResponse, web};
 

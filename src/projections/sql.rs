@@ -78,6 +78,7 @@ impl Tx {
                 sqlx::query("PRAGMA synchronous = NORMAL")
                     .execute(&mut *conn)
                     .await?;
+                // What `Pool::begin_with` does, on the connection already in hand.
                 let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
                 Ok(Tx::Sqlite(Transaction::begin(conn, Some(begin)).await?))
             }

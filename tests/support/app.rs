@@ -398,6 +398,15 @@ pub async fn assert_error(r: reqwest::Response, status: u16) -> Value {
     error
 }
 
+/// The execution id of a webhook answered `202 Accepted`.
+pub async fn accepted_execution(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// The `type` of each event as the API answers them.
 pub fn event_types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
