@@ -7,14 +7,17 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{PgPool, Sqlite};
 use tokio::sync::watch;
 
 /// A SQLite database: one writer connection, several readers.
@@ -22,6 +25,9 @@ use tokio::sync::watch;
 pub struct SqliteDb {
     pub writer: SqlitePool,
     pub reader: SqlitePool,
+    /// Set while the writer connection commits below FULL ([`SqliteDb::relaxed_writer`]);
+    /// the writer pool restores FULL when the connection comes back.
+    pub relaxed: Arc<AtomicBool>,
 }
 
 /// A SQL database hookrun keeps state in.
@@ -144,16 +150,21 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .clone()
         .pragma("cache_size", "-32768")
         .pragma("wal_autocheckpoint", "8000");
+    let relaxed = Arc::new(AtomicBool::new(false));
+    let lowered = Arc::clone(&relaxed);
     let writer = SqlitePoolOptions::new()
+        // One connection: the flag below is about that one.
         .max_connections(1)
-        // A read-model batch lowers the connection's safety level for its own commit
-        // (`projections::sql::Tx::begin_relaxed`): whatever ran on the connection, it
-        // goes back to the pool at FULL, or is closed (a new one opens at FULL).
-        .after_release(|conn, _| {
+        // A connection handed out by `relaxed_writer` goes back to the pool at FULL, or
+        // is closed (a new one opens at FULL); the others are left alone.
+        .after_release(move |conn, _| {
+            let lowered = Arc::clone(&lowered);
             Box::pin(async move {
-                sqlx::query("PRAGMA synchronous = FULL")
-                    .execute(&mut *conn)
-                    .await?;
+                if lowered.swap(false, Ordering::SeqCst) {
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(true)
             })
         })
@@ -165,13 +176,29 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .connect_with(options.read_only(true))
         .await
         .context("Failed to open the SQLite database for reading")?;
-    Ok(SqliteDb { writer, reader })
+    Ok(SqliteDb {
+        writer,
+        reader,
+        relaxed,
+    })
 }
 
 /// How often the WAL is copied back into the database file, beside the writer.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 impl SqliteDb {
+    /// The writer connection, committing at `synchronous = NORMAL` (not waiting for the
+    /// disk) until it is given back, when the pool sets FULL again. SQLite refuses the
+    /// change inside a transaction: take it before beginning one.
+    pub async fn relaxed_writer(&self) -> Result<PoolConnection<Sqlite>, sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        self.relaxed.store(true, Ordering::SeqCst);
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        Ok(conn)
+    }
+
     /// Copies the WAL back into the database file on a connection of its own, every
     /// [`CHECKPOINT_EVERY`], until `shutdown` changes. A passive checkpoint never waits
     /// for, nor blocks, the writer or readers; left to the writer, that copy runs

@@ -67,17 +67,12 @@ impl Tx {
     /// log holds both, and reaches the disk in order. For read-model batches, whose rows
     /// and checkpoint commit together and whose events were on disk before they could
     /// be read: a lost batch is folded again from the checkpoint it left.
-    /// SQLite: `synchronous = NORMAL` for this transaction (the writer pool sets FULL
-    /// again when the connection is released, see `db::connect_sqlite`); PostgreSQL:
-    /// `synchronous_commit = off`.
+    /// SQLite: `synchronous = NORMAL` for this transaction (`SqliteDb::relaxed_writer`);
+    /// PostgreSQL: `synchronous_commit = off`.
     pub async fn begin_relaxed(db: &Db, locks: &[&str]) -> Result<Tx, sqlx::Error> {
         match db {
             Db::Sqlite(s) => {
-                let mut conn = s.writer.acquire().await?;
-                // SQLite refuses this inside a transaction: set before it begins.
-                sqlx::query("PRAGMA synchronous = NORMAL")
-                    .execute(&mut *conn)
-                    .await?;
+                let conn = s.relaxed_writer().await?;
                 // What `Pool::begin_with` does, on the connection already in hand.
                 let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
                 Ok(Tx::Sqlite(Transaction::begin(conn, Some(begin)).await?))
