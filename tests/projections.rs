@@ -33,29 +33,6 @@ on_both_backends!(
     an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over,
 );
 
-/// Runs `n` executions to the end; returns the tenant key and the execution ids.
-async fn executions(app: &TestApp, tenant: &str, n: usize) -> (String, Vec<String>) {
-    let (key, agent) = app.tenant_with_agent(tenant).await;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = app
-            .send_signed(
-                &agent,
-                format!(r#"{{"n":{i}}}"#).as_bytes(),
-                &format!("d-{tenant}-{i}"),
-            )
-            .await;
-        assert_eq!(r.status(), 202);
-        let id = r.json::<Value>().await.unwrap()["execution_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        app.wait_terminal(&key, &id).await;
-        ids.push(id);
-    }
-    (key, ids)
-}
-
 pub async fn sql(db: &Db, statement: &str) {
     let statement = sqlx::AssertSqlSafe(statement.to_owned());
     hookrun::with_db!(db, |pool| {
@@ -96,7 +73,7 @@ async fn projections_show_their_version_checkpoint_and_lag_in_the_api_and_metric
     let Some(app) = spawn_app(backend, "projection_status").await else {
         return;
     };
-    let (key, _) = executions(&app, "acme", 2).await;
+    let (key, _) = app.run_executions("acme", 2).await;
     let all_caught_up = |v: &Value| {
         v["projections"]
             .as_array()
@@ -235,7 +212,7 @@ async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backe
     let Some(app) = spawn_app(backend, "projection_rebuild").await else {
         return;
     };
-    let (key, ids) = executions(&app, "acme", 3).await;
+    let (key, ids) = app.run_executions("acme", 3).await;
     app.projector.catch_up().await.unwrap();
     // A live row that no longer matches its events: only a replay puts it right.
     sql(
@@ -329,7 +306,7 @@ async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backe
     );
 
     // The runner carries on on the new table.
-    let (key2, more) = executions(&app, "beta", 1).await;
+    let (key2, more) = app.run_executions("beta", 1).await;
     let row: Value = app
         .get(&key2, &format!("/api/executions/{}", more[0]))
         .await
@@ -360,7 +337,7 @@ async fn a_changed_projection_version_rebuilds_the_read_model_on_start(backend: 
     let Some(app) = spawn_app(backend, "projection_version").await else {
         return;
     };
-    let (key, ids) = executions(&app, "acme", 2).await;
+    let (key, ids) = app.run_executions("acme", 2).await;
     app.projector.catch_up().await.unwrap();
     let stale = format!(
         "UPDATE agent_test_executions SET output = 'stale' WHERE execution_id = '{}'",
@@ -409,7 +386,7 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
     let Some(app) = spawn_app(backend, "projection_resume").await else {
         return;
     };
-    let (key, ids) = executions(&app, "acme", 3).await;
+    let (key, ids) = app.run_executions("acme", 3).await;
     app.projector.catch_up().await.unwrap();
     let (store, db) = (app.state.store.clone(), app.state.db.clone());
     let all = app.all_events().await;

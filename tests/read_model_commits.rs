@@ -9,7 +9,7 @@ mod support;
 
 use hookrun::db::Db;
 use hookrun::projections::sql::Tx;
-use support::app::{Backend, TestApp, accepted_execution, spawn_app};
+use support::app::{Backend, spawn_app};
 
 on_both_backends!(
     appends_stay_durable_after_read_model_batches,
@@ -55,26 +55,11 @@ fn durable(backend: Backend) -> &'static str {
     }
 }
 
-async fn send_and_finish(app: &TestApp, n: usize) {
-    let (key, agent) = app.tenant_with_agent("acme").await;
-    for i in 0..n {
-        let r = app
-            .send_signed(
-                &agent,
-                format!(r#"{{"n":{i}}}"#).as_bytes(),
-                &format!("d-{i}"),
-            )
-            .await;
-        let id = accepted_execution(r).await;
-        app.wait_terminal(&key, &id).await;
-    }
-}
-
 async fn appends_stay_durable_after_read_model_batches(backend: Backend) {
     let Some(app) = spawn_app(backend, "relaxed").await else {
         return;
     };
-    send_and_finish(&app, 3).await;
+    app.run_executions("acme", 3).await;
     // The executions are terminal in the read model: batches have committed.
     app.projector.catch_up().await.unwrap();
     for value in commit_safety(&app.state.db).await {
@@ -94,5 +79,5 @@ async fn a_relaxed_transaction_dropped_unfinished_leaves_the_connection_durable(
         assert_eq!(value, durable(backend));
     }
     // And the connection still works for the event store.
-    send_and_finish(&app, 1).await;
+    app.run_executions("acme", 1).await;
 }

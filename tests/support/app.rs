@@ -228,6 +228,23 @@ impl TestApp {
             .clone()
     }
 
+    /// Runs `n` executions of a new agent of a new `tenant` to the end, one after
+    /// another; returns the tenant key and the execution ids.
+    pub async fn run_executions(&self, tenant: &str, n: usize) -> (String, Vec<String>) {
+        let (key, agent) = self.tenant_with_agent(tenant).await;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let body = format!(r#"{{"n":{i}}}"#);
+            let r = self
+                .send_signed(&agent, body.as_bytes(), &format!("d-{tenant}-{i}"))
+                .await;
+            let id = accepted_execution(r).await;
+            self.wait_terminal(&key, &id).await;
+            ids.push(id);
+        }
+        (key, ids)
+    }
+
     /// The events of an execution as the API answers them (`/api/executions/{id}/events`).
     pub async fn execution_events(&self, key: &str, id: &str) -> Vec<Value> {
         let v: Value = self
