@@ -28,9 +28,9 @@ use crate::webhook::SchemaCache;
 /// The stores every command needs: the SQL database, the event store, the sealer.
 pub struct Stores {
     pub db: Db,
-    /// The event store's database: `db` again unless `HOOKRUN_EVENT_STORE_URL` names
-    /// another.
-    pub store_db: Db,
+    /// The event store's database, when `HOOKRUN_EVENT_STORE_URL` names one other than
+    /// `db` (otherwise the events live in `db`).
+    pub separate_event_db: Option<Db>,
     /// The backend wrapped in [`SealedStore`]: tenant data sealed on append, opened
     /// (and old schema versions upcast) on read.
     pub store: Arc<dyn EventStore>,
@@ -42,12 +42,12 @@ pub struct Stores {
 impl Stores {
     pub async fn open(settings: &Settings) -> anyhow::Result<Stores> {
         let db = open_db(settings, &settings.database).await?;
-        let store_db = if settings.event_store == settings.database {
-            db.clone()
+        let separate_event_db = if settings.event_store == settings.database {
+            None
         } else {
-            open_db(settings, &settings.event_store).await?
+            Some(open_db(settings, &settings.event_store).await?)
         };
-        let store: Arc<dyn EventStore> = match store_db.clone() {
+        let store: Arc<dyn EventStore> = match separate_event_db.clone().unwrap_or(db.clone()) {
             Db::Sqlite(sqlite) => Arc::new(SqliteEventStore::new(sqlite)),
             Db::Postgres(pg) => Arc::new(PostgresEventStore::connect(pg).await?),
         };
@@ -56,7 +56,7 @@ impl Stores {
         let store: Arc<dyn EventStore> = Arc::new(SealedStore::new(store, keys.clone()));
         Ok(Stores {
             db,
-            store_db,
+            separate_event_db,
             store,
             sealer,
             keys,
@@ -122,7 +122,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let Stores {
             db,
-            store_db,
+            separate_event_db,
             store,
             sealer,
             keys,
@@ -194,11 +194,7 @@ impl Application {
             tokio::spawn(sweeper.clone().run(shutdown_rx.clone())),
         ];
         // Each SQLite file gets its WAL copied back beside its writer.
-        let mut sqlite = vec![&state.db];
-        if state.settings.event_store != state.settings.database {
-            sqlite.push(&store_db);
-        }
-        for db in sqlite {
+        for db in std::iter::once(&state.db).chain(separate_event_db.as_ref()) {
             if let Db::Sqlite(db) = db {
                 background.push(tokio::spawn(
                     db.clone().run_checkpoints(shutdown_rx.clone()),
