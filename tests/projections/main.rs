@@ -1,0 +1,60 @@
+//! Projections through the real server, on SQLite and PostgreSQL: lag in the API and
+//! `/metrics` (`lag.rs`); rebuilds that swap a replayed table in while the API keeps
+//! answering, and a changed projection version that rebuilds on start (`rebuilds.rs`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hookrun::db::Db;
+use serde_json::Value;
+use support::app::TestApp;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+mod lag;
+mod rebuilds;
+
+pub async fn sql(db: &Db, statement: &str) {
+    let statement = sqlx::AssertSqlSafe(statement.to_owned());
+    hookrun::with_db!(db, |pool| {
+        sqlx::query(statement).execute(pool).await.expect("SQL");
+    });
+}
+
+/// Polls `GET /api/projections` until `done` holds for it (deadline 20 s).
+pub async fn wait_projections(app: &TestApp, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app.get(key, "/api/projections").await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "projections never reached the state: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn projection<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no projection {name} in {v}"))
+}
