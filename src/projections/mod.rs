@@ -8,7 +8,9 @@
 //! - [`executions`], [`agents`], [`daily`]: the read models and their folds.
 //! - [`executions_table`], [`agents_table`]: the queries the API serves from them.
 //! - [`batch`]: one batch into one table, with its checkpoint, in one transaction.
+//! - [`any`]: every read model behind one trait object.
 //! - [`runner`]: follows the store for every projection; rebuilds outdated ones on start.
+//!   While they are level, one batch goes into all of them in one transaction (`together`).
 //! - [`rebuild`], [`shadow`]: rebuilding into a shadow table and swapping it in.
 //! - [`status`]: checkpoints and lag, for `/metrics` and `GET /api/projections`.
 //! - [`sql`], [`rows`]: the SQL all read models share (both backends): the batch
@@ -16,6 +18,7 @@
 
 pub mod agents;
 pub mod agents_table;
+pub mod any;
 pub mod batch;
 pub mod daily;
 pub mod executions;
@@ -28,6 +31,7 @@ pub mod shadow;
 mod shared_reads;
 pub mod sql;
 pub mod status;
+mod together;
 
 pub use executions::ExecutionRow;
 pub use model::Projection;

@@ -2,27 +2,25 @@
 //! name, a version and a checkpoint; the runner catches each one up from its
 //! checkpoint, then follows new events, woken by the store's change signal (with a
 //! slow fallback tick: an aborted transaction, or a write by another process to a
-//! SQLite file, sends no signal). Rows and checkpoint are written in one transaction
-//! per batch (`batch.rs`). Tests drive it with [`ProjectionRunner::run_once`].
+//! SQLite file, sends no signal). Rows and checkpoints are written in one transaction
+//! per batch: one for every read model while they are level (`together.rs`), one per
+//! read model while one catches up with the others (`batch.rs`). Tests drive it with
+//! [`ProjectionRunner::catch_up`].
 //!
 //! On start, a projection whose stored version differs from the code's is rebuilt in a
 //! shadow table and swapped in (`rebuild.rs`) while the live one keeps being served.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::agents::AgentSummaries;
-use super::batch::{self, Target};
-use super::daily::DailyAgentStats;
+pub use super::any::{AnyProjection, all_projections, projection};
+use super::batch::{Applied, Target};
 use super::executions::Executions;
 use super::model::Projection;
-use super::rebuild::{self, ProgressFn, RebuildReport};
 use super::shared_reads::SharedReads;
-use super::sql;
+use super::{sql, together};
 use crate::db::Db;
 use crate::events::{EventStore, Position};
 
@@ -35,103 +33,6 @@ const BUSY_GAP: Duration = Duration::from_millis(20);
 
 /// Events per batch while following.
 const FOLLOW_BATCH: usize = 500;
-
-/// A projection behind a trait object, so the runner, the CLI and `verify` can hold
-/// every projection in one list.
-#[async_trait]
-pub trait AnyProjection: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn version(&self) -> u32;
-    /// One batch into `target`: `Some(events applied)`, `None` if it raced.
-    async fn run_once(
-        &self,
-        store: &dyn EventStore,
-        db: &Db,
-        target: &Target,
-        batch: usize,
-    ) -> anyhow::Result<Option<usize>>;
-    async fn rebuild(
-        &self,
-        store: &Arc<dyn EventStore>,
-        db: &Db,
-        progress: ProgressFn<'_>,
-    ) -> anyhow::Result<RebuildReport>;
-    /// Replays everything up to `stop` into a fresh scratch table and returns every row
-    /// that differs from the live rows given (see `audit::verify`).
-    async fn replay_and_compare(
-        &self,
-        store: &Arc<dyn EventStore>,
-        db: &Db,
-        stop: Position,
-        live: crate::audit::verify::LiveRows,
-    ) -> anyhow::Result<Vec<crate::audit::verify::Difference>>;
-    /// The live rows and checkpoint, read from one consistent snapshot.
-    async fn snapshot(&self, db: &Db)
-    -> anyhow::Result<(Position, crate::audit::verify::LiveRows)>;
-}
-
-struct Of<P>(PhantomData<fn() -> P>);
-
-#[async_trait]
-impl<P: Projection> AnyProjection for Of<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-
-    fn version(&self) -> u32 {
-        P::VERSION
-    }
-
-    async fn run_once(
-        &self,
-        store: &dyn EventStore,
-        db: &Db,
-        target: &Target,
-        batch: usize,
-    ) -> anyhow::Result<Option<usize>> {
-        batch::run_once::<P>(store, db, target, batch, None).await
-    }
-
-    async fn rebuild(
-        &self,
-        store: &Arc<dyn EventStore>,
-        db: &Db,
-        progress: ProgressFn<'_>,
-    ) -> anyhow::Result<RebuildReport> {
-        rebuild::rebuild::<P>(store, db, progress).await
-    }
-
-    async fn replay_and_compare(
-        &self,
-        store: &Arc<dyn EventStore>,
-        db: &Db,
-        stop: Position,
-        live: crate::audit::verify::LiveRows,
-    ) -> anyhow::Result<Vec<crate::audit::verify::Difference>> {
-        crate::audit::verify::replay_and_compare::<P>(store, db, stop, live).await
-    }
-
-    async fn snapshot(
-        &self,
-        db: &Db,
-    ) -> anyhow::Result<(Position, crate::audit::verify::LiveRows)> {
-        crate::audit::verify::snapshot::<P>(db).await
-    }
-}
-
-/// Every read model, in the order they are run.
-pub fn all_projections() -> Vec<Arc<dyn AnyProjection>> {
-    vec![
-        Arc::new(Of::<Executions>(PhantomData)),
-        Arc::new(Of::<AgentSummaries>(PhantomData)),
-        Arc::new(Of::<DailyAgentStats>(PhantomData)),
-    ]
-}
-
-/// The projection called `name`.
-pub fn projection(name: &str) -> Option<Arc<dyn AnyProjection>> {
-    all_projections().into_iter().find(|p| p.name() == name)
-}
 
 #[derive(Clone)]
 pub struct ProjectionRunner {
@@ -158,32 +59,77 @@ impl ProjectionRunner {
             .map_or(Position::START, |c| c.position))
     }
 
-    /// Applies at most one batch of new events to every projection. Returns the most
-    /// events any of them applied.
-    pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let mut most = 0;
-        for p in self.projections.iter() {
-            let target = Target::live(p.name());
-            let applied = p
-                .run_once(self.store.as_ref(), &self.db, &target, self.batch)
-                .await?;
-            most = most.max(applied.unwrap_or(0));
-        }
-        Ok(most)
-    }
-
-    /// Applies batches until every projection has read everything visible now. The
-    /// projections take turns, one batch each, so that those at the same checkpoint
-    /// share each read ([`SharedReads`]).
+    /// Applies batches until every projection has read everything visible now, and
+    /// returns how many events were folded (into any of them). While the projections
+    /// are level, each batch goes into all of them in one transaction
+    /// ([`together::apply`]); one that is behind the others (new, or rebuilt and
+    /// swapped in) first catches up with the one ahead, a batch of its own at a time.
     pub async fn catch_up(&self) -> anyhow::Result<usize> {
         let store = SharedReads::new(Arc::clone(&self.store));
+        let names: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
+        let mut total = 0;
+        loop {
+            let at = sql::read_positions(&self.db, &names).await?;
+            let front = at.iter().copied().max().unwrap_or(Position::START);
+            if at.iter().any(|p| *p != front) {
+                let applied = self.level_up(&store, &at, front).await?;
+                if applied == Some(0) {
+                    // The front is past every event this store holds (its rows came
+                    // from elsewhere): nothing to level up with, so each goes its own way.
+                    return Ok(total + self.each_on_its_own(&store).await?);
+                }
+                total += applied.unwrap_or(0);
+                continue;
+            }
+            let events = store.read_all(front, self.batch).await?;
+            let n = events.len();
+            if let Applied::Done(_) =
+                together::apply(&self.db, &self.projections, front, &events).await?
+            {
+                total += n;
+                if n < self.batch {
+                    return Ok(total);
+                }
+            } // else raced (another node, a rebuild's swap): read again
+        }
+    }
+
+    /// One batch, up to `front`, for each projection behind it. `None` if one raced.
+    async fn level_up(
+        &self,
+        store: &SharedReads,
+        at: &[Position],
+        front: Position,
+    ) -> anyhow::Result<Option<usize>> {
+        let mut applied = 0;
+        for (p, at) in self.projections.iter().zip(at) {
+            if *at < front {
+                let target = Target::live(p.name());
+                match p
+                    .run_once(store, &self.db, &target, self.batch, Some(front))
+                    .await?
+                {
+                    Some(n) => applied += n,
+                    None => return Ok(None),
+                }
+            }
+        }
+        Ok(Some(applied))
+    }
+
+    /// Every projection to the end of the store, each in batches of its own, taking
+    /// turns so that those at the same checkpoint share each read.
+    async fn each_on_its_own(&self, store: &SharedReads) -> anyhow::Result<usize> {
         let mut total = 0;
         let mut behind: Vec<&Arc<dyn AnyProjection>> = self.projections.iter().collect();
         while !behind.is_empty() {
             let mut still = Vec::with_capacity(behind.len());
             for p in behind {
                 let target = Target::live(p.name());
-                match p.run_once(&store, &self.db, &target, self.batch).await? {
+                match p
+                    .run_once(store, &self.db, &target, self.batch, None)
+                    .await?
+                {
                     None => still.push(p), // raced with a rebuild's swap: again
                     Some(n) => {
                         total += n;
@@ -272,8 +218,8 @@ impl ProjectionRunner {
         let mut busy = false;
         loop {
             if busy {
-                // Events keep coming: let them gather, so that each pass (a transaction
-                // per projection) covers many of them.
+                // Events keep coming: let them gather, so that each pass (one
+                // transaction) covers many of them.
                 tokio::time::sleep(BUSY_GAP).await;
             }
             match self.catch_up().await {

@@ -140,6 +140,97 @@ pub async fn read_checkpoint_in(
     Ok(row.map(|(c, p, v)| checkpoint_of(c, p, v)))
 }
 
+/// The positions of the checkpoints `names`, in that order (a checkpoint not yet written
+/// is at the start), read in one statement: one snapshot of all of them.
+pub async fn read_positions(db: &Db, names: &[&str]) -> Result<Vec<Position>, sqlx::Error> {
+    let sql = select_positions(names.len());
+    let rows: Vec<(String, i64, i64, i64)> = crate::with_db_read!(db, |pool| {
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        for name in names {
+            q = q.bind(*name);
+        }
+        q.fetch_all(pool).await?
+    });
+    Ok(positions_in_order(names, rows))
+}
+
+/// [`read_positions`] inside a transaction.
+pub async fn read_positions_in(tx: &mut Tx, names: &[&str]) -> Result<Vec<Position>, sqlx::Error> {
+    let sql = select_positions(names.len());
+    let rows: Vec<(String, i64, i64, i64)> = on_tx!(tx, |c| {
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        for name in names {
+            q = q.bind(*name);
+        }
+        q.fetch_all(c).await?
+    });
+    Ok(positions_in_order(names, rows))
+}
+
+fn select_positions(n: usize) -> String {
+    let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT name, commit_pos, prepare_pos, version FROM projection_checkpoints \
+         WHERE name IN ({})",
+        params.join(", ")
+    )
+}
+
+fn positions_in_order(names: &[&str], rows: Vec<(String, i64, i64, i64)>) -> Vec<Position> {
+    names
+        .iter()
+        .map(|name| {
+            rows.iter()
+                .find(|(n, ..)| n == name)
+                .map_or(Position::START, |(_, c, p, v)| {
+                    checkpoint_of(*c, *p, *v).position
+                })
+        })
+        .collect()
+}
+
+/// Moves every checkpoint in `checkpoints` (name, version for a new one) to `position`
+/// in one statement, as [`advance_checkpoint`] does for one.
+pub async fn advance_checkpoints(
+    tx: &mut Tx,
+    checkpoints: &[(&str, u32)],
+    position: Position,
+) -> Result<(), sqlx::Error> {
+    let values: Vec<String> = (0..checkpoints.len())
+        .map(|i| {
+            let b = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO projection_checkpoints (name, commit_pos, prepare_pos, version, updated_at) \
+         VALUES {} ON CONFLICT (name) DO UPDATE SET \
+         commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, \
+         updated_at = excluded.updated_at",
+        values.join(", ")
+    );
+    let now = crate::catalog::timestamp(chrono::Utc::now());
+    on_tx!(tx, |c| {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (name, version) in checkpoints {
+            q = q
+                .bind(*name)
+                .bind(position.commit as i64)
+                .bind(position.prepare as i64)
+                .bind(i64::from(*version))
+                .bind(&now);
+        }
+        q.execute(c).await.map(|_| ())
+    })
+}
+
 /// Moves a checkpoint to `position`; a new checkpoint gets `version`, an existing one
 /// keeps its version (only a completed rebuild changes it, with [`set_checkpoint`]).
 pub async fn advance_checkpoint(

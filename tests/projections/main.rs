@@ -1,6 +1,7 @@
 //! Projections through the real server, on SQLite and PostgreSQL: lag in the API and
 //! `/metrics` (`lag.rs`); rebuilds that swap a replayed table in while the API keeps
-//! answering, and a changed projection version that rebuilds on start (`rebuilds.rs`).
+//! answering, and a changed projection version that rebuilds on start (`rebuilds.rs`);
+//! how the runner's passes keep the read models level (`passes.rs`).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -23,6 +24,7 @@ macro_rules! on_both_backends {
 }
 
 mod lag;
+mod passes;
 mod rebuilds;
 
 pub async fn sql(db: &Db, statement: &str) {
