@@ -155,6 +155,10 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
     let writer = SqlitePoolOptions::new()
         // One connection: the flag below is about that one.
         .max_connections(1)
+        // No ping before each use: an embedded connection does not go stale, and every
+        // event-store batch and read-model pass would pay one more round trip to
+        // SQLite's worker thread on the one writer.
+        .test_before_acquire(false)
         // A connection handed out by `relaxed_writer` goes back to the pool at FULL, or
         // is closed (a new one opens at FULL); the others are left alone.
         .after_release(move |conn, _| {
@@ -173,6 +177,7 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .context("Failed to open the SQLite database")?;
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false) // as the writer's
         .connect_with(options.read_only(true))
         .await
         .context("Failed to open the SQLite database for reading")?;
