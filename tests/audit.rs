@@ -254,7 +254,7 @@ async fn verify_chain_names_the_first_broken_link_after_an_event_is_edited_in_sq
     assert!(out.contains("every hash chain is intact"), "{out}");
 
     // Rewrite what a stored event says, and remove an event from another stream.
-    let db = &app.state.db;
+    let db = &app.events_db().await;
     sql(db, format!(
         "UPDATE events SET data = '{{\"type\":\"LlmCalled\",\"model\":\"cheaper\",\"key_source\":\"platform\",\"attempt\":1,\"called_at\":\"2026-01-01T00:00:00Z\"}}' \
          WHERE stream_id = 'execution-{edited}' AND revision = 2"

@@ -203,7 +203,8 @@ async fn the_cli_and_server_run_a_signed_webhook_and_keep_no_secret_in_plaintext
             .file_name()
             .unwrap()
             .to_string_lossy()
-            .starts_with("hookrun.db")
+            .starts_with("hookrun")
+        // hookrun.db and hookrun-events.db, with WALs
         {
             haystack.extend(std::fs::read(&path).unwrap());
         }

@@ -59,7 +59,7 @@ async fn found_in_database(app: &TestApp, needle: &str) -> Vec<String> {
                 p.file_name()
                     .unwrap()
                     .to_string_lossy()
-                    .starts_with("hookrun.db")
+                    .starts_with("hookrun") // hookrun.db, its WAL, and an events file if configured
             })
             .filter(|p| {
                 let bytes = std::fs::read(p).unwrap();
@@ -96,7 +96,7 @@ async fn found_in_database(app: &TestApp, needle: &str) -> Vec<String> {
 /// opens what is sealed).
 async fn stored_events_containing(app: &TestApp, needle: &str) -> i64 {
     let sql = "SELECT count(*) FROM events WHERE CAST(data AS TEXT) LIKE $1";
-    hookrun::with_db_read!(&app.state.db, |pool| {
+    hookrun::with_db_read!(&app.events_db().await, |pool| {
         sqlx::query_scalar(sql)
             .bind(format!("%{needle}%"))
             .fetch_one(pool)

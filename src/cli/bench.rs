@@ -82,14 +82,14 @@ ORDER BY x.i, r.r
 "#;
 
 pub(super) async fn run(settings: Settings, events: u64, name: &str) -> anyhow::Result<()> {
-    if settings.event_store != settings.database {
-        anyhow::bail!(
-            "the benchmark seeds and rebuilds one database: unset HOOKRUN_EVENT_STORE_URL"
-        );
-    }
     let stores = Stores::open(&settings).await?;
     let db = &stores.db;
-    let existing: i64 = crate::with_db_read!(db, |pool| {
+    // The events are seeded where the event store keeps them.
+    let events_db = stores.separate_event_db.as_ref().unwrap_or(db);
+    if events_db.backend_name() != db.backend_name() {
+        anyhow::bail!("the benchmark needs the events and the read models on one backend");
+    }
+    let existing: i64 = crate::with_db_read!(events_db, |pool| {
         sqlx::query_scalar("SELECT COUNT(*) FROM events")
             .fetch_one(pool)
             .await?
@@ -105,7 +105,7 @@ pub(super) async fn run(settings: Settings, events: u64, name: &str) -> anyhow::
     let mut first = 1u64;
     while first <= executions {
         let last = (first + CHUNK - 1).min(executions);
-        match db {
+        match events_db {
             Db::Postgres(pg) => sqlx::query(SEED_POSTGRES)
                 .bind(first as i64)
                 .bind(last as i64)
@@ -124,7 +124,7 @@ pub(super) async fn run(settings: Settings, events: u64, name: &str) -> anyhow::
     }
     let seeded = executions * 4;
     let seed_secs = seeding.elapsed().as_secs_f64();
-    if let Db::Postgres(pg) = db {
+    if let Db::Postgres(pg) = events_db {
         sqlx::query("ANALYZE events").execute(pg).await?;
     }
     println!(

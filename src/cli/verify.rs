@@ -2,18 +2,13 @@
 //! every stream's hash chain instead. Exits with status 1 when anything differs.
 
 use crate::config::Settings;
-use crate::db::Db;
 use crate::startup::Stores;
 
 pub(super) async fn run(settings: Settings, chain: bool) -> anyhow::Result<()> {
     let stores = Stores::open(&settings).await?;
     if chain {
-        let events_db = if settings.event_store == settings.database {
-            stores.db.clone()
-        } else {
-            Db::connect(settings.event_store.url()).await?
-        };
-        let report = crate::audit::chain::check_all(&events_db).await?;
+        let events_db = stores.separate_event_db.as_ref().unwrap_or(&stores.db);
+        let report = crate::audit::chain::check_all(events_db).await?;
         println!(
             "checked {} streams, {} events ({} stored before hashes existed); heads digest {}",
             report.streams, report.events, report.legacy_events, report.heads_digest

@@ -148,7 +148,11 @@ impl TestApp {
     /// Another server on the same database and settings: a restart, or a second node.
     /// (It talks to this app's gateway; its own `gateway` and `dir` are unused.)
     pub async fn another_node(&self) -> TestApp {
-        let mut env = self.env.clone();
+        self.another_node_with(self.env.clone()).await
+    }
+
+    /// Another server with these settings (a changed copy of `self.env`).
+    pub async fn another_node_with(&self, mut env: HashMap<String, String>) -> TestApp {
         env.insert("HOOKRUN_LISTEN".into(), "127.0.0.1:0".into());
         let gateway = MockServer::builder().start().await;
         let dir = tempfile::tempdir().expect("temp dir");
@@ -157,6 +161,17 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// The database the events are stored in (on SQLite, a file of its own by default).
+    pub async fn events_db(&self) -> hookrun::db::Db {
+        let settings = &self.state.settings;
+        if settings.event_store == settings.database {
+            return self.state.db.clone();
+        }
+        hookrun::db::Db::connect(settings.event_store.url())
+            .await
+            .expect("the events database")
     }
 
     /// The app's database URL (for a second app or the CLI on the same data).
