@@ -91,6 +91,10 @@ enum Command {
         /// each call 20 s to have all 10,000 in flight at once (2000: the literal setup).
         #[arg(long, default_value_t = 20_000)]
         fanin_delay_ms: u64,
+        /// SQLite servers keep their events in a file of their own
+        /// (`HOOKRUN_EVENT_STORE_URL`) instead of the database file (the default).
+        #[arg(long)]
+        sqlite_events_apart: bool,
         /// Where to write the report (default BENCHMARKS.md, none with --quick).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -165,6 +169,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             backends,
             pg_url,
             fanin_delay_ms,
+            sqlite_events_apart,
             out,
             commit,
             command_line,
@@ -189,6 +194,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                         hookrun,
                         bench,
                         pg_admin_url: pg_url,
+                        sqlite_events_apart,
                     },
                     quick,
                     fanin_delay: Duration::from_millis(fanin_delay_ms),

@@ -47,6 +47,9 @@ pub struct Env {
     pub bench: PathBuf,
     /// Maintenance database URL used to create and drop the per-run databases.
     pub pg_admin_url: String,
+    /// SQLite servers keep their events in a file of their own
+    /// (`HOOKRUN_EVENT_STORE_URL`), not in the database file (the default).
+    pub sqlite_events_apart: bool,
 }
 
 pub struct Server {
@@ -267,6 +270,13 @@ fn spawn(
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
+    if env.sqlite_events_apart && db_url.starts_with("sqlite:") {
+        let events = dir.join("hookrun-events.db");
+        cmd.env(
+            "HOOKRUN_EVENT_STORE_URL",
+            format!("sqlite://{}", events.display()),
+        );
+    }
     for (k, v) in extra {
         cmd.env(k, v);
     }

@@ -118,12 +118,18 @@ async fn header(opts: &Options, took: f64) -> String {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     let pg = postgres_version(&opts.ctx.env.pg_admin_url).await;
+    let apart = if opts.ctx.env.sqlite_events_apart {
+        ", with the events in a file of their own (`HOOKRUN_EVENT_STORE_URL`, \
+         `--sqlite-events-apart`)"
+    } else {
+        ""
+    };
     format!(
         "Measured {} at commit `{}` with `{}` ({:.0} s).\n\n\
          - Machine: {cores} cores ({cpu}), {mem_gib:.1} GiB memory; server, database, gateway \
          and load generator all share it (loopback only).\n\
          - hookrun: release build, default settings except where a scenario says; SQLite is \
-         the embedded default (WAL, `synchronous = FULL`); {pg}.\n\
+         the embedded default (WAL, `synchronous = FULL`){apart}; {pg}.\n\
          - Each figure is the median of {} run{}{}.\n",
         crate::seed::chrono_like_now(),
         opts.commit,

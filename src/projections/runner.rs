@@ -67,6 +67,10 @@ impl ProjectionRunner {
     pub async fn catch_up(&self) -> anyhow::Result<usize> {
         let store = SharedReads::new(Arc::clone(&self.store));
         let names: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
+        // A batch into every read model holds the writer (on SQLite, the one appends
+        // share) for all of their folds at once: a third of the events keeps that hold
+        // as short as one read model's batch was while catching up a backlog.
+        let together = (self.batch / self.projections.len().max(1)).max(1);
         let mut total = 0;
         loop {
             let at = sql::read_positions(&self.db, &names).await?;
@@ -81,13 +85,13 @@ impl ProjectionRunner {
                 total += applied.unwrap_or(0);
                 continue;
             }
-            let events = store.read_all(front, self.batch).await?;
+            let events = store.read_all(front, together).await?;
             let n = events.len();
             if let Applied::Done(_) =
                 together::apply(&self.db, &self.projections, front, &events).await?
             {
                 total += n;
-                if n < self.batch {
+                if n < together {
                     return Ok(total);
                 }
             } // else raced (another node, a rebuild's swap): read again
