@@ -3,6 +3,7 @@
 //! `hookrun verify` (read models against a replay) and `hookrun verify --chain` (hash
 //! chains, after an event is edited directly in SQL).
 
+#[macro_use]
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -12,17 +13,6 @@ use std::time::Duration;
 use hookrun::db::Db;
 use serde_json::Value;
 use support::app::{Backend, TestApp, spawn_app};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     events_prints_a_stream_a_category_or_everything_from_a_position,

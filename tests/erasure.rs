@@ -5,6 +5,7 @@
 //! every table), while its streams stay complete, chained and replayable and other
 //! tenants are untouched.
 
+#[macro_use]
 mod support;
 
 use hookrun::db::Db;
@@ -12,17 +13,6 @@ use serde_json::{Value, json};
 use support::app::{ADMIN_TOKEN, Backend, TestApp, assert_error, completion, spawn_app};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, ResponseTemplate};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_anywhere,

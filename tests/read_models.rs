@@ -3,6 +3,7 @@
 //! configuration version), daily aggregates, the agent's event stream, and tenant
 //! isolation of all of them.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -11,17 +12,6 @@ use serde_json::{Value, json};
 use support::app::{Agent, Backend, TestApp, spawn_app};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, ResponseTemplate};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_both_backends!(
     an_agents_executions_are_filtered_and_keyset_paged_newest_first,

@@ -3,6 +3,7 @@
 //! answering, and a changed projection version that rebuilds on start (`rebuilds.rs`);
 //! how the runner's passes keep the read models level (`passes.rs`).
 
+#[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -11,17 +12,6 @@ use std::time::{Duration, Instant};
 use hookrun::db::Db;
 use serde_json::Value;
 use support::app::TestApp;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[actix_web::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 mod lag;
 mod passes;
