@@ -201,21 +201,24 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
     let total = all.len() as u64;
     let part = Target::beside(Executions::NAME, "rebuild");
 
-    // A rebuild that stopped half-way: its shadow holds the first half, committed.
-    shadow::prepare(
-        &db,
-        Executions::NAME,
-        "execution_id",
-        &part,
-        Executions::VERSION,
-        false,
-    )
-    .await
-    .unwrap();
+    // A shadow filled up to `half` and committed: a rebuild that stopped there.
     let half = all[all.len() / 2].position;
-    let first = rebuild::fill::<Executions>(&store, &db, &part, Some(half), |_| {})
+    let half_built = || async {
+        shadow::prepare(
+            &db,
+            Executions::NAME,
+            "execution_id",
+            &part,
+            Executions::VERSION,
+            false,
+        )
         .await
         .unwrap();
+        rebuild::fill::<Executions>(&store, &db, &part, Some(half), |_| {})
+            .await
+            .unwrap()
+    };
+    let first = half_built().await;
     assert_eq!(first, (all.len() / 2 + 1) as u64);
     let resumed = rebuild::rebuild::<Executions>(&store, &db, &|_| {})
         .await
@@ -224,19 +227,7 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
 
     // A shadow whose rows were lost (an unlogged table after a PostgreSQL crash) while
     // its checkpoint survived is not trusted: the rebuild starts over.
-    shadow::prepare(
-        &db,
-        Executions::NAME,
-        "execution_id",
-        &part,
-        Executions::VERSION,
-        false,
-    )
-    .await
-    .unwrap();
-    rebuild::fill::<Executions>(&store, &db, &part, Some(half), |_| {})
-        .await
-        .unwrap();
+    half_built().await;
     sql(&db, "DELETE FROM agent_test_executions__rebuild").await;
     let restarted = rebuild::rebuild::<Executions>(&store, &db, &|_| {})
         .await
