@@ -1,0 +1,121 @@
+//! Tests of one backend only.
+
+use super::*;
+
+#[tokio::test]
+async fn sqlite_read_only_database_is_unavailable() {
+    let (_dir, db) = sqlite_db().await;
+    let read_only = SqliteDb {
+        writer: db.reader.clone(),
+        reader: db.reader,
+        relaxed: Default::default(),
+    };
+    let store: Store = Arc::new(SqliteEventStore::new(read_only));
+    let err = try_append(&store, "s-1", NoStream).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+/// Appends `e0`, then `e1` in a transaction held open, then commits `e2` (later sequence
+/// number, earlier commit). Returns the store, the open transaction and the events.
+async fn out_of_order_commit(test: &str) -> Option<(Store, PgTransaction<'static>, [NewEvent; 3])> {
+    let (_, pool) = postgres_pool(test).await?;
+    let store: Store = Arc::new(PostgresEventStore::connect(pool.clone()).await.unwrap());
+    let [e0, e1, e2] = [event(0), event(1), event(2)];
+    append(&store, "before", NoStream, std::slice::from_ref(&e0)).await;
+
+    let mut held = pool.begin().await.unwrap();
+    let r1 = append_in_transaction(&mut held, "held", NoStream, std::slice::from_ref(&e1));
+    let r1 = r1.await.unwrap();
+    let r2 = append(&store, "committed", NoStream, std::slice::from_ref(&e2)).await;
+    assert!(
+        r1.position.prepare < r2.position.prepare,
+        "e1 took the earlier sequence number"
+    );
+    assert!(
+        r1.position < r2.position,
+        "and sorts first in the global order"
+    );
+
+    // The hazard: by sequence number alone, e2 is readable while e1 is not yet.
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(seqs.contains(&(r2.position.prepare as i64)));
+    assert!(!seqs.contains(&(r1.position.prepare as i64)));
+    Some((store, held, [e0, e1, e2]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_all_never_skips_an_out_of_order_commit() {
+    let test = "postgres_read_all_never_skips_an_out_of_order_commit";
+    let Some((store, held, [e0, e1, e2])) = out_of_order_commit(test).await else {
+        return;
+    };
+
+    // A reader that got e0 and checkpointed there…
+    let first = store.read_all(Position::START, 100).await.unwrap();
+    assert!(
+        first.len() <= 1,
+        "nothing past the open transaction: {first:?}"
+    );
+    let checkpoint = match first.first() {
+        Some(seen) => seen.position,
+        None => first_events(&store, 1).await[0].position, // an older transaction elsewhere
+    };
+    assert_same(&store.read_all(Position::START, 1).await.unwrap()[0], &e0);
+    // …does not get e2 while e1's transaction is open.
+    assert!(store.read_all(checkpoint, 100).await.unwrap().is_empty());
+
+    held.commit().await.unwrap();
+    let all = first_events(&store, 3).await;
+    assert_same(&all[1], &e1);
+    assert_same(&all[2], &e2);
+    // The checkpointed reader gets both, in order, one at a time too.
+    let next = store.read_all(checkpoint, 1).await.unwrap();
+    assert_same(&next[0], &e1);
+    let next = store.read_all(next[0].position, 1).await.unwrap();
+    assert_same(&next[0], &e2);
+    assert_eq!(store.read_all(checkpoint, 100).await.unwrap(), all[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_subscription_delivers_an_out_of_order_commit_in_order() {
+    let test = "postgres_subscription_delivers_an_out_of_order_commit_in_order";
+    let Some((store, held, [e0, e1, e2])) = out_of_order_commit(test).await else {
+        return;
+    };
+
+    let mut subscription = subscribe_all(Arc::clone(&store), Position::START, 10);
+    assert_same(&next(&mut subscription).await, &e0);
+    // While e1's transaction is open, e2 must not be delivered (it would skip e1).
+    let early = timeout(Duration::from_millis(500), subscription.next()).await;
+    assert!(
+        early.is_err(),
+        "delivered past an open transaction: {early:?}"
+    );
+
+    held.commit().await.unwrap();
+    assert_same(&next(&mut subscription).await, &e1);
+    assert_same(&next(&mut subscription).await, &e2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_reach_other_processes() {
+    let test = "postgres_changes_reach_other_processes";
+    let Some((url, pool)) = postgres_pool(test).await else {
+        return;
+    };
+    let writer: Store = Arc::new(PostgresEventStore::connect(pool).await.unwrap());
+    let Db::Postgres(other_pool) = Db::connect(&url).await.unwrap() else {
+        unreachable!()
+    };
+    let other = PostgresEventStore::connect(other_pool).await.unwrap();
+
+    let mut changes = other.changes();
+    append(&writer, "s-1", NoStream, &events(1)).await;
+    timeout(PATIENCE, changes.changed())
+        .await
+        .expect("a NOTIFY from the writer")
+        .unwrap();
+}
