@@ -154,16 +154,11 @@ impl ProjectionRunner {
     pub async fn catch_up_to(&self, position: Position) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut changes = self.store.changes();
+        let names: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
         loop {
             self.catch_up().await?;
-            let mut behind = false;
-            for p in self.projections.iter() {
-                let at = sql::read_checkpoint(&self.db, p.name())
-                    .await?
-                    .map_or(Position::START, |c| c.position);
-                behind |= at < position;
-            }
-            if !behind {
+            let at = sql::read_positions(&self.db, &names).await?;
+            if at.iter().all(|at| *at >= position) {
                 // Callers act on the rows being there (erasure answers that they are
                 // gone): on disk, not only committed.
                 sql::flush(&self.db, EXECUTIONS_PROJECTION).await?;

@@ -140,43 +140,28 @@ pub async fn read_checkpoint_in(
     Ok(row.map(|(c, p, v)| checkpoint_of(c, p, v)))
 }
 
+/// Every checkpoint (live read models, shadows, scratch copies: a handful of rows).
+const SELECT_CHECKPOINTS: &str =
+    "SELECT name, commit_pos, prepare_pos, version FROM projection_checkpoints";
+
 /// The positions of the checkpoints `names`, in that order (a checkpoint not yet written
 /// is at the start), read in one statement: one snapshot of all of them.
 pub async fn read_positions(db: &Db, names: &[&str]) -> Result<Vec<Position>, sqlx::Error> {
-    let sql = select_positions(names.len());
-    let rows: Vec<(String, i64, i64, i64)> = crate::with_db_read!(db, |pool| {
-        let mut q = sqlx::query_as(AssertSqlSafe(sql));
-        for name in names {
-            q = q.bind(*name);
-        }
-        q.fetch_all(pool).await?
-    });
-    Ok(positions_in_order(names, rows))
+    let rows = crate::with_db_read!(db, |pool| sqlx::query_as(SELECT_CHECKPOINTS)
+        .fetch_all(pool)
+        .await?);
+    Ok(positions_of(names, rows))
 }
 
 /// [`read_positions`] inside a transaction.
 pub async fn read_positions_in(tx: &mut Tx, names: &[&str]) -> Result<Vec<Position>, sqlx::Error> {
-    let sql = select_positions(names.len());
-    let rows: Vec<(String, i64, i64, i64)> = on_tx!(tx, |c| {
-        let mut q = sqlx::query_as(AssertSqlSafe(sql));
-        for name in names {
-            q = q.bind(*name);
-        }
-        q.fetch_all(c).await?
-    });
-    Ok(positions_in_order(names, rows))
+    let rows = on_tx!(tx, |c| sqlx::query_as(SELECT_CHECKPOINTS)
+        .fetch_all(c)
+        .await?);
+    Ok(positions_of(names, rows))
 }
 
-fn select_positions(n: usize) -> String {
-    let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
-    format!(
-        "SELECT name, commit_pos, prepare_pos, version FROM projection_checkpoints \
-         WHERE name IN ({})",
-        params.join(", ")
-    )
-}
-
-fn positions_in_order(names: &[&str], rows: Vec<(String, i64, i64, i64)>) -> Vec<Position> {
+fn positions_of(names: &[&str], rows: Vec<(String, i64, i64, i64)>) -> Vec<Position> {
     names
         .iter()
         .map(|name| {
@@ -189,32 +174,60 @@ fn positions_in_order(names: &[&str], rows: Vec<(String, i64, i64, i64)>) -> Vec
         .collect()
 }
 
-/// Moves every checkpoint in `checkpoints` (name, version for a new one) to `position`
-/// in one statement, as [`advance_checkpoint`] does for one.
+/// Moves a checkpoint to `position`; a new checkpoint gets `version`, an existing one
+/// keeps its version (only a completed rebuild changes it, with [`set_checkpoint`]).
+pub async fn advance_checkpoint(
+    tx: &mut Tx,
+    name: &str,
+    position: Position,
+    version: u32,
+) -> Result<(), sqlx::Error> {
+    write_checkpoints(tx, &[(name, version)], position, false).await
+}
+
+/// [`advance_checkpoint`] for several checkpoints (name, version for a new one), in one
+/// statement.
 pub async fn advance_checkpoints(
     tx: &mut Tx,
     checkpoints: &[(&str, u32)],
     position: Position,
 ) -> Result<(), sqlx::Error> {
+    write_checkpoints(tx, checkpoints, position, false).await
+}
+
+/// Sets a checkpoint's position and version.
+pub async fn set_checkpoint(
+    tx: &mut Tx,
+    name: &str,
+    position: Position,
+    version: u32,
+) -> Result<(), sqlx::Error> {
+    write_checkpoints(tx, &[(name, version)], position, true).await
+}
+
+async fn write_checkpoints(
+    tx: &mut Tx,
+    checkpoints: &[(&str, u32)],
+    position: Position,
+    with_version: bool,
+) -> Result<(), sqlx::Error> {
     let values: Vec<String> = (0..checkpoints.len())
         .map(|i| {
-            let b = i * 5;
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            )
+            let p: Vec<String> = (1..=5).map(|k| format!("${}", i * 5 + k)).collect();
+            format!("({})", p.join(", "))
         })
         .collect();
     let sql = format!(
         "INSERT INTO projection_checkpoints (name, commit_pos, prepare_pos, version, updated_at) \
          VALUES {} ON CONFLICT (name) DO UPDATE SET \
-         commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, \
+         commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, {}\
          updated_at = excluded.updated_at",
-        values.join(", ")
+        values.join(", "),
+        if with_version {
+            "version = excluded.version, "
+        } else {
+            ""
+        }
     );
     let now = crate::catalog::timestamp(chrono::Utc::now());
     on_tx!(tx, |c| {
@@ -229,57 +242,6 @@ pub async fn advance_checkpoints(
         }
         q.execute(c).await.map(|_| ())
     })
-}
-
-/// Moves a checkpoint to `position`; a new checkpoint gets `version`, an existing one
-/// keeps its version (only a completed rebuild changes it, with [`set_checkpoint`]).
-pub async fn advance_checkpoint(
-    tx: &mut Tx,
-    name: &str,
-    position: Position,
-    version: u32,
-) -> Result<(), sqlx::Error> {
-    write_checkpoint(tx, name, position, version, false).await
-}
-
-/// Sets a checkpoint's position and version.
-pub async fn set_checkpoint(
-    tx: &mut Tx,
-    name: &str,
-    position: Position,
-    version: u32,
-) -> Result<(), sqlx::Error> {
-    write_checkpoint(tx, name, position, version, true).await
-}
-
-async fn write_checkpoint(
-    tx: &mut Tx,
-    name: &str,
-    position: Position,
-    version: u32,
-    with_version: bool,
-) -> Result<(), sqlx::Error> {
-    let sql = if with_version {
-        "INSERT INTO projection_checkpoints (name, commit_pos, prepare_pos, version, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
-         commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, \
-         version = excluded.version, updated_at = excluded.updated_at"
-    } else {
-        "INSERT INTO projection_checkpoints (name, commit_pos, prepare_pos, version, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
-         commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, \
-         updated_at = excluded.updated_at"
-    };
-    let now = crate::catalog::timestamp(chrono::Utc::now());
-    on_tx!(tx, |c| sqlx::query(sql)
-        .bind(name)
-        .bind(position.commit as i64)
-        .bind(position.prepare as i64)
-        .bind(i64::from(version))
-        .bind(&now)
-        .execute(c)
-        .await
-        .map(|_| ()))
 }
 
 pub async fn delete_checkpoint(tx: &mut Tx, name: &str) -> Result<(), sqlx::Error> {
