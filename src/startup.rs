@@ -47,9 +47,9 @@ impl Stores {
         } else {
             Some(open_db(settings, &settings.event_store).await?)
         };
-        let store: Arc<dyn EventStore> = match separate_event_db.clone().unwrap_or(db.clone()) {
-            Db::Sqlite(sqlite) => Arc::new(SqliteEventStore::new(sqlite)),
-            Db::Postgres(pg) => Arc::new(PostgresEventStore::connect(pg).await?),
+        let store: Arc<dyn EventStore> = match separate_event_db.as_ref().unwrap_or(&db) {
+            Db::Sqlite(sqlite) => Arc::new(SqliteEventStore::new(sqlite.clone())),
+            Db::Postgres(pg) => Arc::new(PostgresEventStore::connect(pg.clone()).await?),
         };
         let sealer = Arc::new(load_sealer(settings)?);
         let keys = Arc::new(TenantKeys::new(db.clone(), sealer.clone()));
@@ -61,6 +61,11 @@ impl Stores {
             sealer,
             keys,
         })
+    }
+
+    /// The database the events are stored in: the separate one, or `db`.
+    pub fn events_db(&self) -> &Db {
+        self.separate_event_db.as_ref().unwrap_or(&self.db)
     }
 }
 

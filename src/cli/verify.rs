@@ -7,8 +7,7 @@ use crate::startup::Stores;
 pub(super) async fn run(settings: Settings, chain: bool) -> anyhow::Result<()> {
     let stores = Stores::open(&settings).await?;
     if chain {
-        let events_db = stores.separate_event_db.as_ref().unwrap_or(&stores.db);
-        let report = crate::audit::chain::check_all(events_db).await?;
+        let report = crate::audit::chain::check_all(stores.events_db()).await?;
         println!(
             "checked {} streams, {} events ({} stored before hashes existed); heads digest {}",
             report.streams, report.events, report.legacy_events, report.heads_digest

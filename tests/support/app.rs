@@ -163,7 +163,8 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    /// The database the events are stored in (on SQLite, a file of its own by default).
+    /// The database the events are stored in: the database, or the one
+    /// `HOOKRUN_EVENT_STORE_URL` names (opened again here).
     pub async fn events_db(&self) -> hookrun::db::Db {
         let settings = &self.state.settings;
         if settings.event_store == settings.database {
