@@ -27,9 +27,16 @@ if [ "${1:-}" = "--smoke" ]; then
   PROFILE=debug
   set -- --quick --scenarios accept,pipeline "$@"
 fi
-FLAG=--release; [ "$PROFILE" = debug ] && FLAG=
-cargo build $FLAG --quiet --bin hookrun
-cargo build $FLAG --quiet --manifest-path bench/Cargo.toml
+if [ "$PROFILE" = debug ]; then
+  # The server binary `cargo test` builds (target/debug/hookrun, with the features the
+  # tests' dependencies add): after the tests, as in CI, it is already there, where
+  # `cargo build` would compile hookrun and part of its dependencies once more.
+  cargo test --quiet --no-run
+  cargo build --quiet --manifest-path bench/Cargo.toml
+else
+  cargo build --release --quiet --bin hookrun
+  cargo build --release --quiet --manifest-path bench/Cargo.toml
+fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "bench: PostgreSQL is not answering on 127.0.0.1:5432" >&2

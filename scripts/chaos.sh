@@ -5,4 +5,4 @@
 # after the crash, and the longest 202-to-terminal time. Needs PostgreSQL (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release --test chaos -- --nocapture --test-threads 1 2>&1 | grep -E '^chaos:|^test |test result'
+cargo test --release --test integration chaos:: -- --nocapture --test-threads 1 2>&1 | grep -E '^chaos:|^test |test result'

@@ -2,8 +2,7 @@
 //! grow with every agent that ever received a webhook; the next webhook starts a new
 //! actor and runs as before.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

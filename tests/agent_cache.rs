@@ -3,8 +3,7 @@
 //! one made on another node applies when the entry expires, or at once when the
 //! cached record would have refused the webhook.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! The admin and tenant API: authentication, validation and tenant isolation.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::app::{ADMIN_TOKEN, Backend, assert_error, spawn_app};

@@ -3,8 +3,7 @@
 //! `hookrun verify` (read models against a replay) and `hookrun verify --chain` (hash
 //! chains, after an event is edited directly in SQL).
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

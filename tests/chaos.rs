@@ -5,7 +5,7 @@
 //! the longest time from 202 to terminal — and asserts 0 lost, 0 duplicates.
 //! `scripts/chaos.sh` runs them in release mode with the output shown.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! CLI (`tenant create`, `agent create`, `sign`, `events`), the printed curl command
 //! run by a shell — and no secret in plaintext in the database files or the logs.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,8 +2,7 @@
 //! row holds, paging, the bounds that keep floods from filling the disk, the CLI,
 //! and that recording can never turn an accepted webhook into an error.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::app::{Backend, assert_error, spawn_app, spawn_app_with};

@@ -1,8 +1,7 @@
 //! Durable execution: retries with backoff, recovery of executions whose node died,
 //! the global in-flight limit, and a store outage — on SQLite and PostgreSQL.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};

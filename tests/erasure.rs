@@ -5,8 +5,7 @@
 //! every table), while its streams stay complete, chained and replayable and other
 //! tenants are untouched.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use hookrun::db::Db;
 use serde_json::{Value, json};

@@ -2,8 +2,7 @@
 //! knowledge). The gateway here speaks nothing else, so an execution can only succeed
 //! if hookrun did; it also checks what arrived on the stream.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

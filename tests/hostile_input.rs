@@ -2,8 +2,7 @@
 //! PostgreSQL: odd bodies, odd signature headers, and rate limits. Each refusal is a
 //! JSON error that says what to fix, and stores no execution.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::app::{Backend, TestApp, assert_error, github_signature, spawn_app_with};

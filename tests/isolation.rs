@@ -3,8 +3,7 @@
 //! /api route hides other tenants' resources (404) and refuses a missing, wrong,
 //! revoked or admin credential where a tenant key is needed (401).
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use serde_json::{Value, json};

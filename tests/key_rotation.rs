@@ -3,8 +3,7 @@
 //! interrupted run, everything still opens with A configured as old, a re-run
 //! finishes, and then A can be removed.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use base64::Engine;
 use hookrun::crypto::MasterKey;

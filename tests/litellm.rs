@@ -2,7 +2,7 @@
 //! Runs when `HOOKRUN_TEST_LITELLM_URL` is set (`.ci/run` sets it); otherwise prints
 //! a `SKIPPED litellm` line, which CI treats as a failure.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::app::{Backend, spawn_app_with};

@@ -1,8 +1,7 @@
 //! The webhook-to-execution pipeline through the real HTTP server, on SQLite and on
 //! PostgreSQL: happy path, keys, gateway failures, duplicates and backpressure.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::app::{

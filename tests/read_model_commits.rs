@@ -4,8 +4,7 @@
 //! backends: the relaxation never outlives its transaction, whether it committed or
 //! was dropped, so every append after it is still durable before its 202.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use hookrun::db::Db;
 use hookrun::projections::sql::Tx;

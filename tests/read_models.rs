@@ -3,8 +3,7 @@
 //! configuration version), daily aggregates, the agent's event stream, and tenant
 //! isolation of all of them.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

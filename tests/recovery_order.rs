@@ -1,8 +1,7 @@
 //! The sweeper's choice of orphans (`recovery::nodes::orphans`) on a busy node: a dead
 //! node's executions come before the node's own, however many of those are unfinished.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use chrono::{Duration, Utc};
 use hookrun::catalog::timestamp;

@@ -1,8 +1,7 @@
 //! Every way a webhook can be refused: the status, the JSON error, and that nothing
 //! was stored — on SQLite and on PostgreSQL.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::app::{Backend, TestApp, assert_error, github_signature, spawn_app_with};

@@ -2,8 +2,7 @@
 //! PostgreSQL: the previous secret verifies until its overlap ends, the event never
 //! carries a secret, and the CLI creates, signs for and rotates agents of each scheme.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! file than the database): the server, `hookrun verify` and `verify --chain` all find
 //! them there, and the database file holds none.
 
-mod support;
+use crate::support;
 
 use hookrun::db::Db;
 use support::app::{Backend, spawn_app_with};

@@ -139,7 +139,7 @@ fn a_version_1_execution_queued_reads_with_its_implicit_fields_explicit() {
 
 /// Replaces `"$sealed": "SEAL:<json>"` placeholders in the fixtures with values sealed
 /// under the fixtures' data key (how the version-2 fixtures were made):
-/// `cargo test --test upcast -- --ignored seal_fixture_placeholders`.
+/// `cargo test --test integration -- --ignored upcast::seal_fixture_placeholders`.
 #[test]
 #[ignore]
 fn seal_fixture_placeholders() {

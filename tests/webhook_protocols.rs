@@ -2,8 +2,7 @@
 //! schemes per agent (a Standard Webhooks sender using the reference library),
 //! replay windows, and idempotent parallel deliveries.
 
-#[macro_use]
-mod support;
+use crate::support;
 
 use hookrun::webhook::{sign_standard, sign_stripe};
 use serde_json::{Value, json};

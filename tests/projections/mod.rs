@@ -3,9 +3,7 @@
 //! answering, and a changed projection version that rebuilds on start (`rebuilds.rs`);
 //! how the runner's passes keep the read models level (`passes.rs`).
 
-#[macro_use]
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,7 @@
 //! (`backend_specific.rs`) prove, among others, that PostgreSQL's `$all` never skips an
 //! event when transactions commit out of sequence order.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
