@@ -1,9 +1,10 @@
 //! Database connections and migrations for the two SQL backends.
 //!
 //! The same schema (events, catalog, read models) exists for SQLite and PostgreSQL
-//! under `migrations/sqlite` and `migrations/postgres`. SQLite gets two pools: one
-//! connection for all writes (SQLite has one writer at a time; serializing in-process
-//! avoids `SQLITE_BUSY`), and a few for reads (WAL lets readers run beside the writer).
+//! under `migrations/sqlite` and `migrations/postgres` (compiled in by
+//! [`crate::migrations`]). SQLite gets two pools: one connection for all writes (SQLite
+//! has one writer at a time; serializing in-process avoids `SQLITE_BUSY`), and a few
+//! for reads (WAL lets readers run beside the writer).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -98,11 +99,11 @@ impl Db {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(s) => sqlx::migrate!("migrations/sqlite")
+            Db::Sqlite(s) => crate::migrations::sqlite()
                 .run(&s.writer)
                 .await
                 .context("Failed to apply SQLite migrations")?,
-            Db::Postgres(pg) => sqlx::migrate!("migrations/postgres")
+            Db::Postgres(pg) => crate::migrations::postgres()
                 .run(pg)
                 .await
                 .context("Failed to apply PostgreSQL migrations")?,

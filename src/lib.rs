@@ -35,6 +35,7 @@ pub mod erasure;
 pub mod events;
 pub mod http;
 pub mod llm;
+pub mod migrations;
 pub mod projections;
 pub mod recovery;
 pub mod startup;
