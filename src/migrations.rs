@@ -12,30 +12,22 @@ use std::borrow::Cow;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
-/// `(file name, contents)` of each named file in `migrations/{dir}/`.
+/// Both backends have the same migrations, one file each under `migrations/sqlite/`
+/// and `migrations/postgres/`: `SQLITE` and `POSTGRES` hold `(file name, contents)`.
 macro_rules! files {
-    ($dir:literal: $($file:literal),* $(,)?) => {
-        &[$((
+    ($($file:literal),* $(,)?) => {
+        const SQLITE: &[(&str, &str)] = &[$((
             $file,
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $dir, "/", $file)),
-        )),*]
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/", $file)),
+        )),*];
+        const POSTGRES: &[(&str, &str)] = &[$((
+            $file,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/", $file)),
+        )),*];
     };
 }
 
-const SQLITE: &[(&str, &str)] = files!("sqlite":
-    "20261129000001_create_events.sql",
-    "20261129000002_create_catalog.sql",
-    "20261129000003_create_read_models.sql",
-    "20261129000004_add_nodes_and_leases.sql",
-    "20261129010001_add_agent_signature_settings.sql",
-    "20261129010002_create_webhook_deliveries.sql",
-    "20261129020001_add_event_hashes.sql",
-    "20261129020002_create_agent_read_models.sql",
-    "20261129020003_create_tenant_data_keys.sql",
-    "20261129030001_fewer_per_agent_index_writes.sql",
-);
-
-const POSTGRES: &[(&str, &str)] = files!("postgres":
+files!(
     "20261129000001_create_events.sql",
     "20261129000002_create_catalog.sql",
     "20261129000003_create_read_models.sql",
