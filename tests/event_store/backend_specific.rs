@@ -9,6 +9,7 @@ async fn sqlite_read_only_database_is_unavailable() {
         writer: db.reader.clone(),
         reader: db.reader,
         relaxed: Default::default(),
+        written: Default::default(),
     };
     let store: Store = Arc::new(SqliteEventStore::new(read_only));
     let err = try_append(&store, "s-1", NoStream).await.unwrap_err();
