@@ -4,8 +4,8 @@
 //! build sqlx and both drivers a second time for the compiler (about a minute of CPU in
 //! every cold build). Each file here resolves exactly as sqlx's directory loader
 //! resolves it (version, description, checksum, transaction), so a database migrated by
-//! an earlier build sees the same history; a test compares the two, and fails when a
-//! file in `migrations/` is missing from these lists.
+//! an earlier build sees the same history; a test compares the two for each backend,
+//! and fails when a file in either directory is missing from the list below.
 
 use std::borrow::Cow;
 
