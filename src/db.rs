@@ -255,6 +255,23 @@ async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(5))
+        // Every statement is planned for its parameters, each time it runs. Left to
+        // itself, PostgreSQL settles on one generic plan per prepared statement after
+        // five runs; made while the tables were nearly empty, the plans for
+        // `stream_id = ANY($1)` (the event store's group commit) and
+        // `execution_id = ANY($1)` (the read models) were sequential scans, kept for
+        // the connection's life: a server that started under light load stayed at
+        // less than half the accept rate of one that started under heavy load
+        // (BENCHMARKS.md, item 20). A `SET` rather than a startup option, which
+        // connection poolers in front of PostgreSQL often refuse.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET plan_cache_mode = force_custom_plan")
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })
+        })
         .connect(url)
         .await
         .with_context(|| format!("Failed to connect to PostgreSQL at {}", redact_url(url)))

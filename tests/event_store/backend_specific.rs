@@ -120,3 +120,39 @@ async fn postgres_changes_reach_other_processes() {
         .expect("a NOTIFY from the writer")
         .unwrap();
 }
+
+/// hookrun's PostgreSQL connections plan each statement for its parameters. A generic
+/// plan, which PostgreSQL settles on after five runs of a prepared statement, is made
+/// without the values: for `stream_id = ANY($1)` on a nearly empty events table it was
+/// a sequential scan, and the connection kept it while the table grew.
+#[tokio::test]
+async fn postgres_statements_are_planned_for_their_parameters() {
+    let test = "postgres_statements_are_planned_for_their_parameters";
+    let Some((_, pool)) = postgres_pool(test).await else {
+        return;
+    };
+    // A few events, and statistics that say so: as on a server just started.
+    let store: Store = Arc::new(PostgresEventStore::connect(pool.clone()).await.unwrap());
+    for i in 0..3u32 {
+        append(&store, &format!("execution-{i}"), NoStream, &[event(i)]).await;
+    }
+    sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let query = "SELECT DISTINCT ON (stream_id) stream_id, revision FROM events \
+                 WHERE stream_id = ANY($1) ORDER BY stream_id, revision DESC";
+    for i in 0..10 {
+        sqlx::query(query)
+            .bind(vec![format!("execution-{i}")])
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+    )
+    .bind(query)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((generic, custom), (0, 10), "(generic plans, custom plans)");
+}
