@@ -1,7 +1,8 @@
 //! The webhook path keeps agent records in memory for a short time
 //! (`HOOKRUN_AGENT_CACHE_TTL_MS`). A change made through this server applies at once;
 //! one made on another node applies when the entry expires, or at once when the
-//! cached record would have refused the webhook.
+//! cached record would have refused the webhook. Records in use are read again in the
+//! background, so they do not expire on a webhook's path.
 
 use crate::support;
 
@@ -13,6 +14,7 @@ use support::app::{Backend, TestApp, spawn_app_with};
 on_both_backends!(
     a_pause_on_another_node_applies_within_the_ttl_and_an_activation_at_once,
     a_pause_through_this_server_applies_at_once,
+    an_agent_in_use_is_not_read_again_on_the_webhook_path,
 );
 
 async fn set_status(app: &TestApp, key: &str, agent: &str, status: &str) {
@@ -86,5 +88,46 @@ async fn a_pause_through_this_server_applies_at_once(backend: Backend) {
             .await
             .status(),
         202
+    );
+}
+
+async fn cache_misses(app: &TestApp) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("hookrun_agent_cache_misses_total "))
+        .expect("hookrun_agent_cache_misses_total in /metrics")
+        .parse()
+        .unwrap()
+}
+
+async fn an_agent_in_use_is_not_read_again_on_the_webhook_path(backend: Backend) {
+    let ttl = [("HOOKRUN_AGENT_CACHE_TTL_MS", "200")];
+    let Some(app) = spawn_app_with(backend, "cache_refresh", &ttl).await else {
+        return;
+    };
+    let (_, agent) = app.tenant_with_agent("acme").await;
+    let r = app.send_signed(&agent, b"{}", "warm-up").await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let before = cache_misses(&app).await;
+    // Ten TTLs of webhooks: each entry expiring on use would cost a read each TTL.
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut sent = 0;
+    while Instant::now() < until {
+        let r = app.send_signed(&agent, b"{}", &format!("d-{sent}")).await;
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        sent += 1;
+    }
+    let misses = cache_misses(&app).await - before;
+    assert!(
+        misses <= 2,
+        "{misses} reads on the webhook path over {sent} webhooks in 10 TTLs"
     );
 }

@@ -9,7 +9,7 @@ use crate::crypto::Sealer;
 use crate::db::Db;
 use crate::domain::{AgentId, TenantId};
 use crate::webhook::SignatureScheme;
-use crate::{with_db, with_db_read};
+use crate::with_db;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,34 +178,56 @@ pub async fn insert(db: &Db, agent: &AgentRecord) -> Result<(), CatalogError> {
 }
 
 pub async fn get(db: &Db, agent_id: &AgentId) -> Result<Option<AgentRecord>, CatalogError> {
-    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM agents WHERE agent_id = $1"));
-    let row = with_db_read!(db, |pool| {
-        match sqlx::query(sql)
-            .bind(agent_id.to_string())
-            .fetch_optional(pool)
-            .await?
-        {
-            Some(row) => Some(RawAgent {
-                agent_id: row.try_get("agent_id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                name: row.try_get("name")?,
-                system_prompt: row.try_get("system_prompt")?,
-                llm_config: row.try_get("llm_config")?,
-                payload_schema: row.try_get("payload_schema")?,
-                status: row.try_get("status")?,
-                signature_scheme: row.try_get("signature_scheme")?,
-                timestamp_tolerance_s: row.try_get("timestamp_tolerance_s")?,
-                webhook_secret_sealed: row.try_get("webhook_secret_sealed")?,
-                previous_secret_sealed: row.try_get("previous_secret_sealed")?,
-                previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
-                llm_key_sealed: row.try_get("llm_key_sealed")?,
-                config_version: row.try_get("config_version")?,
-                created_at: row.try_get("created_at")?,
-            }),
-            None => None,
+    Ok(get_many(db, std::slice::from_ref(agent_id)).await?.pop())
+}
+
+/// The agents among `ids` that exist, in no particular order, in one query.
+pub async fn get_many(db: &Db, ids: &[AgentId]) -> Result<Vec<AgentRecord>, CatalogError> {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let rows = match db {
+        Db::Sqlite(sqlite) => {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM agents WHERE agent_id IN (SELECT value FROM json_each($1))"
+            ));
+            let ids = serde_json::to_string(&ids).expect("strings serialize");
+            let rows = sqlx::query(sql).bind(ids).fetch_all(&sqlite.reader).await?;
+            rows.iter().map(raw_agent).collect::<Result<Vec<_>, _>>()?
         }
-    });
-    row.map(RawAgent::into_record).transpose()
+        Db::Postgres(pg) => {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM agents WHERE agent_id = ANY($1)"
+            ));
+            let rows = sqlx::query(sql).bind(ids).fetch_all(pg).await?;
+            rows.iter().map(raw_agent).collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    rows.into_iter().map(RawAgent::into_record).collect()
+}
+
+fn raw_agent<'r, R: Row>(row: &'r R) -> Result<RawAgent, sqlx::Error>
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RawAgent {
+        agent_id: row.try_get("agent_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        system_prompt: row.try_get("system_prompt")?,
+        llm_config: row.try_get("llm_config")?,
+        payload_schema: row.try_get("payload_schema")?,
+        status: row.try_get("status")?,
+        signature_scheme: row.try_get("signature_scheme")?,
+        timestamp_tolerance_s: row.try_get("timestamp_tolerance_s")?,
+        webhook_secret_sealed: row.try_get("webhook_secret_sealed")?,
+        previous_secret_sealed: row.try_get("previous_secret_sealed")?,
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
+        llm_key_sealed: row.try_get("llm_key_sealed")?,
+        config_version: row.try_get("config_version")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// Sets the tenant's own gateway key (sealed). Returns false if no such agent.

@@ -60,6 +60,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "Rejected or duplicate deliveries recorded in aggregate rows, not one row each.",
             state.audit.suppressed(),
         ),
+        (
+            "hookrun_agent_cache_misses_total",
+            "Agent records read from the database one at a time, on a request's path.",
+            state.agents.misses(),
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} counter");
