@@ -38,6 +38,7 @@ files!(
     "20261129020002_create_agent_read_models.sql",
     "20261129020003_create_tenant_data_keys.sql",
     "20261129030001_fewer_per_agent_index_writes.sql",
+    "20261129040001_room_for_read_model_updates.sql",
 );
 
 pub fn sqlite() -> Migrator {

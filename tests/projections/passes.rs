@@ -155,3 +155,37 @@ async fn a_checkpoint_past_the_end_of_the_store_does_not_stall_the_others(backen
         assert_eq!(row["status"], "succeeded", "{row}");
     }
 }
+
+/// On PostgreSQL the per-agent read models leave room on their pages, so the update a
+/// pass makes to each agent's row stays on its page and writes no index entry (a
+/// heap-only update). Full pages, as with the default layout, would make the first
+/// updates on every page move their rows and write to every index.
+#[tokio::test]
+async fn postgres_per_agent_rows_are_updated_without_index_writes() {
+    let Some(url) = super::support::pg::fresh_database("per_agent_hot_updates").await else {
+        return;
+    };
+    let Db::Postgres(pg) = Db::connect(&url).await.unwrap() else {
+        unreachable!()
+    };
+    let mut tx = pg.begin().await.unwrap();
+    for statement in [
+        "INSERT INTO agent_summaries (agent_id, tenant_id, name, status, config_version, \
+         registered_at, updated_at, executions_total, executions_succeeded, \
+         executions_failed, total_tokens) \
+         SELECT 'agent-' || n, 'tenant', 'an agent', 'active', 1, '2026-11-29T00:00:00Z', \
+         '2026-11-29T00:00:00Z', 0, 0, 0, 0 FROM generate_series(1, 1000) n",
+        "UPDATE agent_summaries SET executions_total = executions_total + 1, \
+         updated_at = '2026-11-29T00:00:01Z'",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await.unwrap();
+    }
+    let (updated, heap_only): (i64, i64) = sqlx::query_as(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables \
+         WHERE relname = 'agent_summaries'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((updated, heap_only), (1000, 1000), "(updates, heap-only updates)");
+}
