@@ -21,7 +21,7 @@ impl Db {
     pub async fn open(server: &Server) -> anyhow::Result<Db> {
         Ok(match server.backend {
             Backend::Sqlite => {
-                let path = server.dir.join("hookrun.db");
+                let path = server.scratch.dir.join("hookrun.db");
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .busy_timeout(Duration::from_secs(30));
@@ -36,7 +36,7 @@ impl Db {
             Backend::Postgres => Db::Postgres(
                 PgPoolOptions::new()
                     .max_connections(2)
-                    .connect(&server.db_url)
+                    .connect(&server.scratch.db_url)
                     .await
                     .context("connect to the server's PostgreSQL database")?,
             ),

@@ -52,26 +52,18 @@ pub struct Env {
     pub sqlite_events_apart: bool,
 }
 
-pub struct Server {
-    child: Child,
-    pub addr: SocketAddr,
-    pub backend: Backend,
+/// A fresh place for hookrun's data: a temp dir (the SQLite file, the server log) and,
+/// for PostgreSQL, a new database. [`Scratch::remove`] deletes both.
+pub struct Scratch {
     pub dir: PathBuf,
-    /// The database the server uses (SQLite file URL or PostgreSQL URL).
+    /// The database (SQLite file URL or PostgreSQL URL).
     pub db_url: String,
     pg_database: Option<String>,
     pg_admin_url: String,
 }
 
-impl Server {
-    /// Starts `hookrun serve` against `gateway` with `extra` env vars, and waits for
-    /// `/healthz`.
-    pub async fn start(
-        env: &Env,
-        backend: Backend,
-        gateway: SocketAddr,
-        extra: &[(&str, String)],
-    ) -> anyhow::Result<Server> {
+impl Scratch {
+    pub async fn new(env: &Env, backend: Backend) -> anyhow::Result<Scratch> {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}_{n}", std::process::id());
         let dir = std::env::temp_dir().join(format!("hookrun-bench-{tag}"));
@@ -93,16 +85,52 @@ impl Server {
                 (format!("{base}/{name}"), Some(name))
             }
         };
-        let addr = free_port()?;
-        let child = spawn(env, &dir, &db_url, addr, gateway, extra)?;
-        let mut server = Server {
-            child,
-            addr,
-            backend,
+        Ok(Scratch {
             dir,
             db_url,
             pg_database,
             pg_admin_url: env.pg_admin_url.clone(),
+        })
+    }
+
+    /// Removes the dir and drops the database.
+    pub async fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = &self.pg_database
+            && let Ok(mut admin) = sqlx::PgConnection::connect(&self.pg_admin_url).await
+        {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub backend: Backend,
+    pub scratch: Scratch,
+}
+
+impl Server {
+    /// Starts `hookrun serve` against `gateway` with `extra` env vars, and waits for
+    /// `/healthz`.
+    pub async fn start(
+        env: &Env,
+        backend: Backend,
+        gateway: SocketAddr,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
+        let scratch = Scratch::new(env, backend).await?;
+        let addr = free_port()?;
+        let child = spawn(env, &scratch.dir, &scratch.db_url, addr, gateway, extra)?;
+        let mut server = Server {
+            child,
+            addr,
+            backend,
+            scratch,
         };
         server.wait_healthy().await?;
         Ok(server)
@@ -116,7 +144,15 @@ impl Server {
         extra: &[(&str, String)],
     ) -> anyhow::Result<()> {
         self.stop_process().await;
-        self.child = spawn(env, &self.dir, &self.db_url, self.addr, gateway, extra)?;
+        let scratch = &self.scratch;
+        self.child = spawn(
+            env,
+            &scratch.dir,
+            &scratch.db_url,
+            self.addr,
+            gateway,
+            extra,
+        )?;
         self.wait_healthy().await
     }
 
@@ -151,7 +187,7 @@ impl Server {
     }
 
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.scratch.dir.join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().rev().take(10).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
@@ -204,24 +240,16 @@ impl Server {
         self.stop_process().await;
         let logs = std::env::temp_dir().join("hookrun-bench-logs");
         if std::fs::create_dir_all(&logs).is_ok()
-            && let Some(name) = self.dir.file_name()
+            && let Some(name) = self.scratch.dir.file_name()
         {
             let to = logs.join(format!(
                 "{}-{}.log",
                 name.to_string_lossy(),
                 self.backend.name()
             ));
-            let _ = std::fs::copy(self.dir.join("server.log"), to);
+            let _ = std::fs::copy(self.scratch.dir.join("server.log"), to);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(name) = &self.pg_database
-            && let Ok(mut admin) = sqlx::PgConnection::connect(&self.pg_admin_url).await
-        {
-            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await;
-        }
+        self.scratch.remove().await;
     }
 }
 

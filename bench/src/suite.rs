@@ -48,16 +48,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 );
                 let outcome = one(&opts.ctx, scenario, backend).await;
                 match outcome {
-                    Ok(Some(figures)) => results.add(scenario, backend.name(), figures),
-                    Ok(None) => results.notes.push((
-                        scenario,
-                        backend.name(),
-                        "not available yet (`hookrun projections rebuild` does not exist in this build)".into(),
-                    )),
+                    Ok(figures) => results.add(scenario, backend.name(), figures),
                     Err(e) => {
                         failed += 1;
                         eprintln!("  failed: {e:#}");
-                        results.notes.push((scenario, backend.name(), format!("run {run} failed: {e:#}")));
+                        results.notes.push((
+                            scenario,
+                            backend.name(),
+                            format!("run {run} failed: {e:#}"),
+                        ));
                     }
                 }
                 eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
@@ -87,19 +86,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn one(
-    ctx: &Ctx,
-    scenario: &str,
-    backend: Backend,
-) -> anyhow::Result<Option<scenarios::Figures>> {
-    Ok(Some(match scenario {
-        "accept" => scenarios::accept::run(ctx, backend).await?,
-        "pipeline" => scenarios::pipeline::run(ctx, backend).await?,
-        "fan-in" => scenarios::fanin::run(ctx, backend).await?,
-        "many agents" => scenarios::many_agents::run(ctx, backend).await?,
-        "rebuild" => return scenarios::rebuild::run(ctx, backend).await,
+async fn one(ctx: &Ctx, scenario: &str, backend: Backend) -> anyhow::Result<scenarios::Figures> {
+    match scenario {
+        "accept" => scenarios::accept::run(ctx, backend).await,
+        "pipeline" => scenarios::pipeline::run(ctx, backend).await,
+        "fan-in" => scenarios::fanin::run(ctx, backend).await,
+        "many agents" => scenarios::many_agents::run(ctx, backend).await,
+        "rebuild" => scenarios::rebuild::run(ctx, backend).await,
         other => anyhow::bail!("unknown scenario {other}"),
-    }))
+    }
 }
 
 /// Where and how the figures were measured.
