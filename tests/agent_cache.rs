@@ -92,16 +92,9 @@ async fn a_pause_through_this_server_applies_at_once(backend: Backend) {
 }
 
 async fn cache_misses(app: &TestApp) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("hookrun_agent_cache_misses_total "))
         .expect("hookrun_agent_cache_misses_total in /metrics")
         .parse()

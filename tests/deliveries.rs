@@ -225,8 +225,7 @@ async fn a_flood_of_rejections_is_folded_into_aggregate_rows(backend: Backend) {
         folded >= 36,
         "at most the burst (and a refill) one by one: {folded}"
     );
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(&format!("hookrun_audit_aggregated_total {folded}")),
         "{metrics}"

@@ -62,15 +62,7 @@ async fn projections_show_their_version_checkpoint_and_lag_in_the_api_and_metric
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "hookrun_projection_lag_events{projection=\"agent_test_executions\"} 0",
         "hookrun_projection_lag_seconds{projection=\"agent_summaries\"} 0",

@@ -187,5 +187,9 @@ async fn postgres_per_agent_rows_are_updated_without_index_writes() {
     .fetch_one(&mut *tx)
     .await
     .unwrap();
-    assert_eq!((updated, heap_only), (1000, 1000), "(updates, heap-only updates)");
+    assert_eq!(
+        (updated, heap_only),
+        (1000, 1000),
+        "(updates, heap-only updates)"
+    );
 }

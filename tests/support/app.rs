@@ -378,6 +378,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET /metrics` (no credentials), as text.
+    pub async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
     /// Polls the read model until the execution is terminal (deadline 15 s).
     pub async fn wait_terminal(&self, key: &str, execution_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
