@@ -145,8 +145,9 @@ impl AgentCache {
 
     /// Reads every record served since the last round again (in queries of
     /// [`REFRESH_CHUNK`]), so that agents in use do not expire on a webhook's path.
-    /// Agents no longer stored are forgotten; the others' entries start over. Records
-    /// read while an invalidation happened are dropped, as in [`AgentCache::reload`].
+    /// Agents no longer stored are forgotten; the others' entries start over, unless a
+    /// request read theirs again meanwhile. Records read while an invalidation happened
+    /// are dropped, as in [`AgentCache::reload`].
     pub async fn refresh(&self, db: &Db) -> Result<(), CatalogError> {
         let used: Vec<AgentId> = {
             let mut entries = self.entries.lock().expect("agent cache lock");
@@ -169,8 +170,11 @@ impl AgentCache {
             }
             for id in ids {
                 match loaded.remove(id) {
+                    // A record read on a request's path since the round began is newer.
                     Some(agent) => {
-                        if let Some(entry) = entries.get_mut(id) {
+                        if let Some(entry) = entries.get_mut(id)
+                            && entry.read_at <= read_at
+                        {
                             entry.read_at = read_at;
                             entry.agent = Arc::new(agent);
                         }
