@@ -197,7 +197,12 @@ impl Application {
         let mut background = vec![
             tokio::spawn(projector.clone().run(shutdown_rx.clone())),
             tokio::spawn(sweeper.clone().run(shutdown_rx.clone())),
-            tokio::spawn((state.agents.clone()).run_refresh(state.db.clone(), shutdown_rx.clone())),
+            tokio::spawn(
+                state
+                    .agents
+                    .clone()
+                    .run_refresh(state.db.clone(), shutdown_rx.clone()),
+            ),
         ];
         // Each SQLite file gets its WAL copied back beside its writer.
         for db in std::iter::once(&state.db).chain(separate_event_db.as_ref()) {

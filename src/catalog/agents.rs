@@ -9,7 +9,7 @@ use crate::crypto::Sealer;
 use crate::db::Db;
 use crate::domain::{AgentId, TenantId};
 use crate::webhook::SignatureScheme;
-use crate::with_db;
+use crate::{with_db, with_db_read};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,7 +178,18 @@ pub async fn insert(db: &Db, agent: &AgentRecord) -> Result<(), CatalogError> {
 }
 
 pub async fn get(db: &Db, agent_id: &AgentId) -> Result<Option<AgentRecord>, CatalogError> {
-    Ok(get_many(db, std::slice::from_ref(agent_id)).await?.pop())
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM agents WHERE agent_id = $1"));
+    let row = with_db_read!(db, |pool| {
+        match sqlx::query(sql)
+            .bind(agent_id.to_string())
+            .fetch_optional(pool)
+            .await?
+        {
+            Some(row) => Some(raw_agent(&row)?),
+            None => None,
+        }
+    });
+    row.map(RawAgent::into_record).transpose()
 }
 
 /// The agents among `ids` that exist, in no particular order, in one query.
