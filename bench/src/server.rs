@@ -93,6 +93,30 @@ impl Scratch {
         })
     }
 
+    /// A `hookrun` command on this data and nothing else of this process's environment
+    /// (the benchmark's master key; the events in a file of their own if `env` says so).
+    pub fn hookrun(&self, env: &Env) -> Command {
+        let mut cmd = Command::new(&env.hookrun);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOOKRUN_DATA_DIR", &self.dir)
+            .env("HOOKRUN_DATABASE_URL", &self.db_url)
+            .env(
+                "HOOKRUN_MASTER_KEY",
+                base64::engine::general_purpose::STANDARD.encode(MASTER_KEY),
+            )
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if env.sqlite_events_apart && self.db_url.starts_with("sqlite:") {
+            let events = self.dir.join("hookrun-events.db");
+            cmd.env(
+                "HOOKRUN_EVENT_STORE_URL",
+                format!("sqlite://{}", events.display()),
+            );
+        }
+        cmd
+    }
+
     /// Removes the dir and drops the database.
     pub async fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -125,7 +149,7 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let scratch = Scratch::new(env, backend).await?;
         let addr = free_port()?;
-        let child = spawn(env, &scratch.dir, &scratch.db_url, addr, gateway, extra)?;
+        let child = spawn(env, &scratch, addr, gateway, extra)?;
         let mut server = Server {
             child,
             addr,
@@ -144,15 +168,7 @@ impl Server {
         extra: &[(&str, String)],
     ) -> anyhow::Result<()> {
         self.stop_process().await;
-        let scratch = &self.scratch;
-        self.child = spawn(
-            env,
-            &scratch.dir,
-            &scratch.db_url,
-            self.addr,
-            gateway,
-            extra,
-        )?;
+        self.child = spawn(env, &self.scratch, self.addr, gateway, extra)?;
         self.wait_healthy().await
     }
 
@@ -270,8 +286,7 @@ pub fn proc_memory_kib(pid: u32) -> (u64, u64) {
 /// `hookrun serve` with the benchmark's settings; output goes to `dir/server.log`.
 fn spawn(
     env: &Env,
-    dir: &Path,
-    db_url: &str,
+    scratch: &Scratch,
     addr: SocketAddr,
     gateway: SocketAddr,
     extra: &[(&str, String)],
@@ -279,32 +294,15 @@ fn spawn(
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("server.log"))?;
-    let mut cmd = Command::new(&env.hookrun);
+        .open(scratch.dir.join("server.log"))?;
+    let mut cmd = scratch.hookrun(env);
     cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOOKRUN_LISTEN", addr.to_string())
-        .env("HOOKRUN_DATA_DIR", dir)
-        .env("HOOKRUN_DATABASE_URL", db_url)
         .env("HOOKRUN_LLM_BASE_URL", format!("http://{gateway}"))
         .env("HOOKRUN_LLM_API_KEY", "sk-bench")
         .env("HOOKRUN_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env(
-            "HOOKRUN_MASTER_KEY",
-            base64::engine::general_purpose::STANDARD.encode(MASTER_KEY),
-        )
-        .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true);
-    if env.sqlite_events_apart && db_url.starts_with("sqlite:") {
-        let events = dir.join("hookrun-events.db");
-        cmd.env(
-            "HOOKRUN_EVENT_STORE_URL",
-            format!("sqlite://{}", events.display()),
-        );
-    }
+        .stderr(log);
     for (k, v) in extra {
         cmd.env(k, v);
     }

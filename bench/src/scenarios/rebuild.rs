@@ -7,13 +7,10 @@
 //! shadow table, building its indexes and the swap (docs/rebuild-benchmark.md). Seeding
 //! takes longer than the rebuild, so the scenario runs once however many runs are asked.
 
-use std::process::Stdio;
-
 use anyhow::{Context, bail};
-use base64::Engine;
 
 use super::{Ctx, Figures};
-use crate::server::{Backend, MASTER_KEY, Scratch};
+use crate::server::{Backend, Scratch};
 
 pub async fn run(ctx: &Ctx, backend: Backend) -> anyhow::Result<Figures> {
     let scratch = Scratch::new(&ctx.env, backend).await?;
@@ -24,7 +21,8 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> anyhow::Result<Figures> {
 
 async fn measure(ctx: &Ctx, scratch: &Scratch) -> anyhow::Result<Figures> {
     let events = ctx.size(1_000_000, 20_000);
-    let output = tokio::process::Command::new(&ctx.env.hookrun)
+    let output = scratch
+        .hookrun(&ctx.env)
         .args([
             "projections",
             "bench",
@@ -32,17 +30,7 @@ async fn measure(ctx: &Ctx, scratch: &Scratch) -> anyhow::Result<Figures> {
             "agent_test_executions",
         ])
         .args(["--events", &events.to_string()])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOOKRUN_DATA_DIR", &scratch.dir)
-        .env("HOOKRUN_DATABASE_URL", &scratch.db_url)
         .env("HOOKRUN_LOG", "warn,sqlx=error")
-        .env(
-            "HOOKRUN_MASTER_KEY",
-            base64::engine::general_purpose::STANDARD.encode(MASTER_KEY),
-        )
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .output()
         .await
         .with_context(|| format!("run {} projections bench", ctx.env.hookrun.display()))?;
