@@ -146,6 +146,9 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
     // The one writer touches the pages of every agent webhooks arrive for (their rows
     // in the audit log and the read models): 32 MiB of page cache (SQLite's default is
     // 2 MiB) keeps those pages in memory instead of reading them back at every commit.
+    // Statement journals (the pages a multi-row statement changes, kept to undo it
+    // alone) stay in memory: by default one spills into a temporary file past 64 KiB,
+    // which an upsert of rows spread over many agents' pages does at every pass.
     // A server copies the WAL back into the database file beside the writer
     // (`SqliteDb::run_checkpoints`); the writer itself checkpoints only once the WAL
     // holds 8,000 pages (default 1,000), by then mostly copied, so that the file can
@@ -153,7 +156,8 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
     let writer_options = options
         .clone()
         .pragma("cache_size", "-32768")
-        .pragma("wal_autocheckpoint", "8000");
+        .pragma("wal_autocheckpoint", "8000")
+        .pragma("temp_store", "memory");
     let relaxed = Arc::new(AtomicBool::new(false));
     let lowered = Arc::clone(&relaxed);
     let written = Arc::new(Notify::new());
@@ -344,6 +348,27 @@ mod tests {
             .await;
         let _ = conn.close().await;
         value.ok()
+    }
+
+    /// The writer keeps statement journals in memory (`temp_store = MEMORY`); readers
+    /// keep SQLite's default, so that a large sort on a read does not grow the heap.
+    #[tokio::test]
+    async fn the_writer_keeps_statement_journals_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let Db::Sqlite(db) = Db::open_sqlite_file(&dir.path().join("hookrun.db"))
+            .await
+            .unwrap()
+        else {
+            unreachable!("a SQLite file opens as SQLite")
+        };
+        let temp_store = |pool: SqlitePool| async move {
+            sqlx::query_scalar::<_, i64>("PRAGMA temp_store")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(temp_store(db.writer.clone()).await, 2, "MEMORY");
+        assert_eq!(temp_store(db.reader.clone()).await, 0, "DEFAULT");
     }
 
     /// A write reaches the database file soon after it commits, copied by the
