@@ -39,12 +39,12 @@ pub struct AgentSummary {
 
 crate::record!(AgentSummary, key = agent_id, tenant = tenant_id, {
     agent_id: text,
-    tenant_id: text,
+    tenant_id: text fixed,
     name: text,
     model: opt_text,
     status: text,
     config_version: int,
-    registered_at: text,
+    registered_at: text fixed,
     updated_at: text,
     executions_total: int,
     executions_succeeded: int,

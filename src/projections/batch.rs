@@ -182,7 +182,15 @@ async fn fold_segment<P: Projection>(
     let mut deletes = Vec::new();
     for (key, row) in &rows {
         match (row, stored.get(key)) {
-            (Some(row), before) if before != Some(row) => upserts.push(row),
+            (Some(row), before) if before != Some(row) => {
+                // An upsert does not write fixed columns of a row that exists.
+                debug_assert!(
+                    before.is_none_or(|b| b.fixed_cells() == row.fixed_cells()),
+                    "{} changed a fixed column of {key}",
+                    P::NAME
+                );
+                upserts.push(row);
+            }
             (None, Some(_)) => deletes.push(key.as_str()),
             _ => {}
         }

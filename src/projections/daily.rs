@@ -42,9 +42,9 @@ pub struct DailyStats {
 
 crate::record!(DailyStats, key = stat_key, tenant = tenant_id, {
     stat_key: text,
-    agent_id: text,
-    tenant_id: text,
-    day: text,
+    agent_id: text fixed,
+    tenant_id: text fixed,
+    day: text fixed,
     queued: int,
     succeeded: int,
     failed: int,

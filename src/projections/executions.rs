@@ -46,9 +46,9 @@ pub struct ExecutionRow {
 
 crate::record!(ExecutionRow, key = execution_id, tenant = tenant_id, {
     execution_id: text,
-    agent_id: text,
-    tenant_id: text,
-    delivery_id: text,
+    agent_id: text fixed,
+    tenant_id: text fixed,
+    delivery_id: text fixed,
     status: text,
     output: opt_text,
     error: opt_text,
@@ -59,7 +59,7 @@ crate::record!(ExecutionRow, key = execution_id, tenant = tenant_id, {
     completion_tokens: opt_int,
     total_tokens: opt_int,
     attempts: int,
-    queued_at: text,
+    queued_at: text fixed,
     started_at: opt_text,
     completed_at: opt_text,
     duration_ms: opt_int,

@@ -25,6 +25,11 @@ pub enum Kind {
 pub struct Column {
     pub name: &'static str,
     pub kind: Kind,
+    /// Written when the row is inserted and never changed by the fold afterwards. An
+    /// upsert leaves it out of its update, so an index on it is not rewritten for every
+    /// update of the row (SQLite rewrites an index whose column an `UPDATE` sets, even
+    /// to the value it had).
+    pub fixed: bool,
 }
 
 /// A read-model row. Implemented with [`record!`], which keeps the column list and the
@@ -37,6 +42,16 @@ pub trait Record: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static {
     fn tenant_id(&self) -> &str;
     fn to_cells(&self) -> Vec<Cell>;
     fn from_cells(cells: Vec<Cell>) -> Result<Self, String>;
+
+    /// The cells of the [`Column::fixed`] columns.
+    fn fixed_cells(&self) -> Vec<Cell> {
+        self.to_cells()
+            .into_iter()
+            .zip(Self::COLUMNS)
+            .filter(|(_, column)| column.fixed)
+            .map(|(cell, _)| cell)
+            .collect()
+    }
 }
 
 /// A read model: a pure fold of events into rows.
@@ -62,15 +77,16 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Implements [`Record`] for a struct from its field list, in table order. Kinds:
 /// `text` (`String`), `opt_text` (`Option<String>`), `int` (`i64`), `opt_int`
-/// (`Option<i64>`).
+/// (`Option<i64>`); a kind followed by `fixed` marks a [`Column::fixed`] column.
 #[macro_export]
 macro_rules! record {
-    ($ty:ty, key = $key:ident, tenant = $tenant:ident, { $($field:ident : $kind:ident),+ $(,)? }) => {
+    ($ty:ty, key = $key:ident, tenant = $tenant:ident, { $($field:ident : $kind:ident $($fixed:ident)?),+ $(,)? }) => {
         impl $crate::projections::model::Record for $ty {
             const COLUMNS: &'static [$crate::projections::model::Column] = &[
                 $($crate::projections::model::Column {
                     name: stringify!($field),
                     kind: $crate::record!(@kind $kind),
+                    fixed: $crate::record!(@fixed $($fixed)?),
                 }),+
             ];
             fn key(&self) -> &str {
@@ -92,6 +108,8 @@ macro_rules! record {
             }
         }
     };
+    (@fixed) => { false };
+    (@fixed fixed) => { true };
     (@kind text) => { $crate::projections::model::Kind::Text };
     (@kind opt_text) => { $crate::projections::model::Kind::Text };
     (@kind int) => { $crate::projections::model::Kind::Int };

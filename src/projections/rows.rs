@@ -96,17 +96,12 @@ pub async fn upsert_rows<R: Record>(
     if rows.is_empty() {
         return Ok(());
     }
-    let key = key_column::<R>();
-    let updates = R::COLUMNS[1..]
-        .iter()
-        .map(|c| format!("\"{0}\" = excluded.\"{0}\"", c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let columns = column_list::<R>();
     match tx {
         Tx::Postgres(t) => {
             // One array per column: one statement and a handful of parameters however
             // many rows there are.
+            let (columns, key, updates) =
+                (column_list::<R>(), key_column::<R>(), update_clause::<R>());
             let arrays = R::COLUMNS
                 .iter()
                 .enumerate()
@@ -149,14 +144,8 @@ pub async fn upsert_rows<R: Record>(
         Tx::Sqlite(t) => {
             // SQLite allows 32766 parameters per statement.
             let per_statement = (30_000 / R::COLUMNS.len()).max(1);
-            let placeholders = format!("({})", vec!["?"; R::COLUMNS.len()].join(", "));
             for chunk in rows.chunks(per_statement) {
-                let values = vec![placeholders.as_str(); chunk.len()].join(", ");
-                let sql = format!(
-                    "INSERT INTO \"{table}\" ({columns}) VALUES {values} \
-                     ON CONFLICT (\"{key}\") DO UPDATE SET {updates}"
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
+                let mut query = sqlx::query(AssertSqlSafe(sqlite_upsert::<R>(table, chunk.len())));
                 for row in chunk {
                     for cell in row.to_cells() {
                         query = match cell {
@@ -170,6 +159,29 @@ pub async fn upsert_rows<R: Record>(
         }
     }
     Ok(())
+}
+
+/// `col = excluded.col` for every column an update may change: not the key, and not
+/// the [`fixed`](super::model::Column::fixed) ones.
+fn update_clause<R: Record>() -> String {
+    R::COLUMNS[1..]
+        .iter()
+        .filter(|c| !c.fixed)
+        .map(|c| format!("\"{0}\" = excluded.\"{0}\"", c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SQLite's upsert of `rows` rows into `table`.
+fn sqlite_upsert<R: Record>(table: &str, rows: usize) -> String {
+    let placeholders = format!("({})", vec!["?"; R::COLUMNS.len()].join(", "));
+    let values = vec![placeholders.as_str(); rows].join(", ");
+    format!(
+        "INSERT INTO \"{table}\" ({}) VALUES {values} ON CONFLICT (\"{}\") DO UPDATE SET {}",
+        column_list::<R>(),
+        key_column::<R>(),
+        update_clause::<R>()
+    )
 }
 
 pub async fn delete_keys<R: Record>(
@@ -251,5 +263,47 @@ pub async fn fetch_rows<R: Record>(
             .iter()
             .map(decode_postgres::<R>)
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projections::agents::AgentSummary;
+    use crate::projections::daily::DailyStats;
+    use crate::projections::executions::ExecutionRow;
+
+    /// How many index entries SQLite's upsert into `table` deletes (and inserts again)
+    /// when the row exists: one per index on a column its update sets.
+    async fn index_rewrites<R: Record>(db: &Db, table: &str) -> usize {
+        let Db::Sqlite(s) = db else {
+            unreachable!("opened as SQLite")
+        };
+        let sql = format!("EXPLAIN {}", sqlite_upsert::<R>(table, 1)).replace('?', "NULL");
+        sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&s.writer)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|step| step.get::<String, _>("opcode") == "IdxDelete")
+            .count()
+    }
+
+    /// With deliveries spread over many agents, every index entry an update rewrites is
+    /// one more page written per agent and pass. Updates leave the indexes on fixed
+    /// columns alone: only `agent_test_executions_unfinished (status, queued_at)` is
+    /// rewritten, since an execution's status changes.
+    #[tokio::test]
+    async fn sqlite_updates_rewrite_only_indexes_on_columns_that_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite_file(&dir.path().join("hookrun.db"))
+            .await
+            .unwrap();
+        assert_eq!(index_rewrites::<AgentSummary>(&db, "agent_summaries").await, 0);
+        assert_eq!(index_rewrites::<DailyStats>(&db, "agent_daily_stats").await, 0);
+        assert_eq!(
+            index_rewrites::<ExecutionRow>(&db, "agent_test_executions").await,
+            1
+        );
     }
 }
