@@ -147,15 +147,39 @@ impl AgentActor {
             };
             self.running += 1;
             let deps = self.deps.clone();
-            ctx.spawn(
-                async move { run::execute(&deps, job).await }
-                    .into_actor(self)
-                    .map(|_, act, ctx| {
-                        act.running -= 1;
-                        act.pump(ctx);
-                    }),
-            );
+            let slot = Slot(ctx.address());
+            // A task of its own on this arbiter, not an item of the actor's context:
+            // a context polls every item it holds whenever anything wakes it, so each
+            // webhook to an agent would poll all of its waiting gateway calls again.
+            actix::spawn(async move {
+                run::execute(&deps, job).await;
+                drop(slot);
+            });
         }
+    }
+}
+
+/// An execution the actor started has ended (whatever its outcome): its slot is free.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished;
+
+/// A running execution's slot: given back when its task ends, even by a panic.
+struct Slot(Addr<AgentActor>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Queued even when the mailbox is full: the slot must come back.
+        self.0.do_send(Finished);
+    }
+}
+
+impl Handler<Finished> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Finished, ctx: &mut Self::Context) {
+        self.running -= 1;
+        self.pump(ctx);
     }
 }
 
