@@ -19,6 +19,7 @@ on_both_backends!(
     a_repeated_delivery_is_a_duplicate_with_the_same_execution_id,
     the_alias_path_used_by_existing_senders_works,
     a_full_agent_queue_answers_429_and_stores_nothing,
+    queued_executions_run_as_each_one_before_gives_its_slot_back,
 );
 
 async fn app(backend: Backend, test: &str) -> Option<TestApp> {
@@ -299,4 +300,25 @@ async fn a_full_agent_queue_answers_429_and_stores_nothing(backend: Backend) {
         1,
         "the rejected delivery stored nothing"
     );
+}
+
+async fn queued_executions_run_as_each_one_before_gives_its_slot_back(backend: Backend) {
+    // One slot: the second and third executions can only start once the one before
+    // them has ended and handed the slot back to the agent.
+    let extra = [("HOOKRUN_AGENT_CONCURRENCY", "1")];
+    let Some(app) = spawn_app_with(backend, "slots", &extra).await else {
+        return;
+    };
+    let (key, agent) = app.tenant_with_agent("acme").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = format!(r#"{{"n":{i}}}"#);
+        let r = app
+            .send_signed(&agent, body.as_bytes(), &format!("slot-{i}"))
+            .await;
+        ids.push(accepted_execution_id(r).await);
+    }
+    for id in &ids {
+        assert_eq!(app.wait_terminal(&key, id).await["status"], "succeeded");
+    }
 }
