@@ -299,8 +299,14 @@ mod tests {
         let db = Db::open_sqlite_file(&dir.path().join("hookrun.db"))
             .await
             .unwrap();
-        assert_eq!(index_rewrites::<AgentSummary>(&db, "agent_summaries").await, 0);
-        assert_eq!(index_rewrites::<DailyStats>(&db, "agent_daily_stats").await, 0);
+        assert_eq!(
+            index_rewrites::<AgentSummary>(&db, "agent_summaries").await,
+            0
+        );
+        assert_eq!(
+            index_rewrites::<DailyStats>(&db, "agent_daily_stats").await,
+            0
+        );
         assert_eq!(
             index_rewrites::<ExecutionRow>(&db, "agent_test_executions").await,
             1
