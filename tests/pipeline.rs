@@ -310,15 +310,7 @@ async fn queued_executions_run_as_each_one_before_gives_its_slot_back(backend: B
         return;
     };
     let (key, agent) = app.tenant_with_agent("acme").await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let body = format!(r#"{{"n":{i}}}"#);
-        let r = app
-            .send_signed(&agent, body.as_bytes(), &format!("slot-{i}"))
-            .await;
-        ids.push(accepted_execution_id(r).await);
-    }
-    for id in &ids {
+    for id in &app.send_accepted(&agent, 3, "slot").await {
         assert_eq!(app.wait_terminal(&key, id).await["status"], "succeeded");
     }
 }

@@ -13,7 +13,7 @@ use hookrun::projections::runner::all_projections;
 use serde_json::Value;
 
 use super::sql;
-use super::support::app::{Backend, TestApp, accepted_execution, spawn_app};
+use super::support::app::{Backend, TestApp, spawn_app};
 
 on_both_backends!(
     a_reader_never_sees_one_read_model_ahead_of_another,
@@ -90,15 +90,7 @@ async fn a_reader_never_sees_one_read_model_ahead_of_another(backend: Backend) {
             (seen, uneven)
         })
     };
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let body = format!(r#"{{"n":{i}}}"#);
-        let r = app
-            .send_signed(&agent, body.as_bytes(), &format!("d-{i}"))
-            .await;
-        ids.push(accepted_execution(r).await);
-    }
-    for id in &ids {
+    for id in &app.send_accepted(&agent, 20, "d").await {
         app.wait_terminal(&key, id).await;
     }
     stop.store(true, Ordering::SeqCst);

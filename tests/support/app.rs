@@ -261,6 +261,21 @@ impl TestApp {
         (key, ids)
     }
 
+    /// Sends `n` signed webhooks to `agent` one after another, without waiting for them
+    /// to run (bodies `{"n":i}`, delivery ids `{prefix}-{i}`), and returns the ids of
+    /// the executions they were accepted as.
+    pub async fn send_accepted(&self, agent: &Agent, n: usize, prefix: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let body = format!(r#"{{"n":{i}}}"#);
+            let r = self
+                .send_signed(agent, body.as_bytes(), &format!("{prefix}-{i}"))
+                .await;
+            ids.push(accepted_execution(r).await);
+        }
+        ids
+    }
+
     /// The events of an execution as the API answers them (`/api/executions/{id}/events`).
     pub async fn execution_events(&self, key: &str, id: &str) -> Vec<Value> {
         let v: Value = self
