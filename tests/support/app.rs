@@ -248,13 +248,10 @@ impl TestApp {
     /// another; returns the tenant key and the execution ids.
     pub async fn run_executions(&self, tenant: &str, n: usize) -> (String, Vec<String>) {
         let (key, agent) = self.tenant_with_agent(tenant).await;
+        let prefix = format!("d-{tenant}");
         let mut ids = Vec::new();
         for i in 0..n {
-            let body = format!(r#"{{"n":{i}}}"#);
-            let r = self
-                .send_signed(&agent, body.as_bytes(), &format!("d-{tenant}-{i}"))
-                .await;
-            let id = accepted_execution(r).await;
+            let id = self.send_numbered(&agent, &prefix, i).await;
             self.wait_terminal(&key, &id).await;
             ids.push(id);
         }
@@ -262,18 +259,23 @@ impl TestApp {
     }
 
     /// Sends `n` signed webhooks to `agent` one after another, without waiting for them
-    /// to run (bodies `{"n":i}`, delivery ids `{prefix}-{i}`), and returns the ids of
-    /// the executions they were accepted as.
+    /// to run, and returns the ids of the executions they were accepted as.
     pub async fn send_accepted(&self, agent: &Agent, n: usize, prefix: &str) -> Vec<String> {
         let mut ids = Vec::new();
         for i in 0..n {
-            let body = format!(r#"{{"n":{i}}}"#);
-            let r = self
-                .send_signed(agent, body.as_bytes(), &format!("{prefix}-{i}"))
-                .await;
-            ids.push(accepted_execution(r).await);
+            ids.push(self.send_numbered(agent, prefix, i).await);
         }
         ids
+    }
+
+    /// Sends webhook number `i` (body `{"n":i}`, delivery id `{prefix}-{i}`) and returns
+    /// the id of the execution it was accepted as.
+    async fn send_numbered(&self, agent: &Agent, prefix: &str, i: usize) -> String {
+        let body = format!(r#"{{"n":{i}}}"#);
+        let r = self
+            .send_signed(agent, body.as_bytes(), &format!("{prefix}-{i}"))
+            .await;
+        accepted_execution(r).await
     }
 
     /// The events of an execution as the API answers them (`/api/executions/{id}/events`).
