@@ -4,7 +4,8 @@
 //! actix handler that awaits can interleave with the next message. Nothing here relies
 //! on message order across executions: capacity is reserved synchronously before the
 //! append (`appending`), dedupe is the event store's optimistic concurrency, and the
-//! running count only changes in synchronous callbacks on the actor.
+//! running count only changes on the actor itself: when it starts an execution, and
+//! when the execution's task hands its slot back (`Finished`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

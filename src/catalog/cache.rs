@@ -23,10 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use super::{AgentRecord, CatalogError, agents};
 use crate::db::Db;
 use crate::domain::AgentId;
-use tokio::sync::watch;
 
 /// Entries kept at most; past it, expired entries are dropped, then all of them.
 const MAX_ENTRIES: usize = 100_000;
