@@ -156,3 +156,60 @@ async fn postgres_statements_are_planned_for_their_parameters() {
     .unwrap();
     assert_eq!((generic, custom), (0, 10), "(generic plans, custom plans)");
 }
+
+/// Two stores on one database, as two nodes would have: each remembers the streams it
+/// appended to, and the other can move them on. What one remembers may be stale; its
+/// appends must still be decided by what is stored, and every chain stay whole.
+async fn another_writer_moves_a_remembered_stream_on(a: Store, b: Store, db: Db) {
+    append(&a, "s-1", NoStream, &events(1)).await; // a remembers s-1 at 0
+    append(&b, "s-1", Exact(0), &events(1)).await; // b moves it to 1
+    let stale = try_append(&a, "s-1", Exact(0)).await;
+    assert_eq!(conflict_actual(stale), Some(1), "a remembered revision 0");
+    let next = append(&a, "s-1", Exact(1), &events(1)).await;
+    assert_eq!(next.next_expected_version, 2);
+    assert_eq!(revisions(&b, "s-1", 0, 10).await, [0, 1, 2]);
+
+    // A stream b never saw: b takes its NoStream append for a new stream, and is told.
+    append(&a, "s-2", NoStream, &events(2)).await;
+    assert_eq!(
+        conflict_actual(try_append(&b, "s-2", NoStream).await),
+        Some(1)
+    );
+
+    // A delivery retried through the other node is the same append, not a new one.
+    let retried = events(2);
+    let first = append(&a, "s-3", NoStream, &retried).await;
+    assert_eq!(append(&b, "s-3", NoStream, &retried).await, first);
+    assert_eq!(revisions(&a, "s-3", 0, 10).await, [0, 1]);
+
+    let report = hookrun::audit::chain::check_all(&db).await.unwrap();
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+    assert_eq!((report.streams, report.events), (3, 7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_another_writer_moves_a_remembered_stream_on() {
+    let (dir, db) = sqlite_db().await;
+    let path = dir.path().join("hookrun.db");
+    let other = match Db::open_sqlite_file(&path).await.unwrap() {
+        Db::Sqlite(other) => other,
+        Db::Postgres(_) => unreachable!(),
+    };
+    let (a, b): (Store, Store) = (
+        Arc::new(SqliteEventStore::new(db)),
+        Arc::new(SqliteEventStore::new(other)),
+    );
+    let check = Db::open_sqlite_file(&path).await.unwrap();
+    another_writer_moves_a_remembered_stream_on(a, b, check).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_another_writer_moves_a_remembered_stream_on() {
+    let test = "postgres_another_writer_moves_a_remembered_stream_on";
+    let Some((_, pool)) = postgres_pool(test).await else {
+        return;
+    };
+    let store = || async { PostgresEventStore::connect(pool.clone()).await.unwrap() };
+    let (a, b): (Store, Store) = (Arc::new(store().await), Arc::new(store().await));
+    another_writer_moves_a_remembered_stream_on(a, b, Db::Postgres(pool.clone())).await;
+}

@@ -10,6 +10,9 @@
 //! one stream thus keep their order; 50 copies of one delivery become 50 rounds, the
 //! first stores it and the others conflict.
 //!
+//! What the store holds is read for each round, or taken from what the writer remembers
+//! of the streams it wrote ([`heads`](super::heads)) when that can decide the round.
+//!
 //! The decisions are the same as one append at a time ([`rules`]). What a batch cannot
 //! do alone is isolate an append whose rows the database refuses: the backend then
 //! rolls the batch back and runs its appends one by one.
@@ -19,6 +22,7 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::heads::Head;
 use super::rules::{self, StoredId};
 use super::{AppendResult, ExpectedVersion, StoreError};
 use crate::events::envelope::{NewEvent, Position};
@@ -99,7 +103,8 @@ pub(super) fn rounds(batch: &[AppendRequest]) -> Vec<Vec<usize>> {
     rounds
 }
 
-/// What the store holds for a round's streams and ids, read in the writer's transaction.
+/// What the store holds for a round's streams and ids, read in the writer's transaction
+/// (or, for the usual appends, taken from [`Heads`](super::heads::Heads)).
 #[derive(Debug, Default)]
 pub(super) struct Stored {
     /// Each existing stream's last event: revision and hash.
@@ -203,6 +208,24 @@ fn decide<'a>(
 }
 
 impl Plan<'_> {
+    /// The head each stream of the round ends at once its rows are stored (for
+    /// [`Heads::remember`](super::heads::Heads::remember) after the commit).
+    pub fn heads(&self) -> Vec<(String, Head)> {
+        // A round touches each stream once, so a stream's rows are consecutive.
+        let mut heads: Vec<(String, Head)> = Vec::new();
+        for row in &self.rows {
+            let head = Head {
+                revision: row.revision,
+                hash: row.hash.clone(),
+            };
+            match heads.last_mut() {
+                Some((stream, last)) if stream == row.stream => *last = head,
+                _ => heads.push((row.stream.to_owned(), head)),
+            }
+        }
+        heads
+    }
+
     /// The answers of the round's appends, given the positions the insert gave each
     /// row (by event id). A row without a position is a backend fault.
     pub fn answers(
@@ -275,6 +298,13 @@ mod tests {
             commit: n,
             prepare: n,
         };
+        let heads: Vec<_> = plan
+            .heads()
+            .into_iter()
+            .map(|(stream, head)| (stream, head.revision))
+            .collect();
+        assert_eq!(heads, [("a".to_owned(), 6), ("b".to_owned(), 0)]);
+        assert_eq!(plan.heads()[0].1.hash, plan.rows[1].hash);
         let positions = HashMap::from([
             (Uuid::from_u128(1), at(10)),
             (Uuid::from_u128(2), at(11)),

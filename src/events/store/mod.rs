@@ -5,6 +5,7 @@
 //! - [`postgres`]: production single-region.
 
 mod batch;
+mod heads;
 mod pg_writer;
 pub mod postgres;
 mod rules;

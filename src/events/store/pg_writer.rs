@@ -1,6 +1,8 @@
 //! Group commit on PostgreSQL: a few writer tasks take the appends that are waiting and
 //! commit each batch in one transaction with three statements per round ([`batch`]),
-//! instead of a transaction of four statements per append.
+//! instead of a transaction of four statements per append. The usual batch (new
+//! streams, and the next event of streams this process wrote: one round that the
+//! writers' shared [`Heads`] can decide) is a single insert committing on its own.
 //!
 //! Races with other writers (the other writer tasks, other processes) are settled as
 //! for a single append (see the `postgres` module doc): the unique index on
@@ -17,6 +19,7 @@ use tokio::sync::{Mutex, Notify, mpsc, watch};
 use uuid::Uuid;
 
 use super::batch::{self, AppendRequest};
+use super::heads::{Head, Heads};
 use super::postgres::{Failure, MAX_ATTEMPTS, append_one, position, to_i64, to_u64};
 use super::rules::StoredId;
 use super::{AppendResult, StoreError};
@@ -28,6 +31,7 @@ pub(super) const WRITERS: usize = 2;
 /// One writer task; `requests` is shared by the [`WRITERS`] tasks.
 pub(super) async fn run(
     pool: PgPool,
+    heads: Arc<Heads>,
     requests: Arc<Mutex<mpsc::Receiver<AppendRequest>>>,
     changes: Arc<watch::Sender<()>>,
     appended: Arc<Notify>,
@@ -42,7 +46,7 @@ pub(super) async fn run(
         if received == 0 {
             return;
         }
-        let results = commit_batch(&pool, &batch).await;
+        let results = commit_batch(&pool, &heads, &batch).await;
         if results.iter().any(Result::is_ok) {
             changes.send_replace(());
             appended.notify_one();
@@ -55,6 +59,7 @@ pub(super) async fn run(
 
 async fn commit_batch(
     pool: &PgPool,
+    heads: &Heads,
     batch: &[AppendRequest],
 ) -> Vec<Result<AppendResult, StoreError>> {
     let unavailable = |e: &dyn std::fmt::Display| {
@@ -64,8 +69,9 @@ async fn commit_batch(
             .collect()
     };
     let mut last_race = String::new();
-    for _ in 0..MAX_ATTEMPTS {
-        match attempt(pool, batch).await {
+    // Memory decides the first attempt only: a lost race may be memory's mistake.
+    for attempt_no in 0..MAX_ATTEMPTS {
+        match attempt(pool, heads, attempt_no == 0, batch).await {
             Ok(results) => return results,
             Err(Failure::Race(e)) => last_race = e.to_string(),
             Err(Failure::Store(e @ StoreError::Unavailable(_))) => return unavailable(&e),
@@ -91,28 +97,47 @@ async fn one_at_a_time(
     results
 }
 
-/// The whole batch in one transaction, round after round.
+/// The whole batch in one transaction, round after round. Or, when it is one round
+/// that memory can decide ([`Heads`], if `remembered`), one insert on its own: with
+/// nothing to read first there is nothing to hold a transaction open for, and the
+/// statement commits alone. Memory being wrong makes it a unique violation: a lost race.
 async fn attempt(
     pool: &PgPool,
+    heads: &Heads,
+    remembered: bool,
     batch: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, Failure> {
-    let mut tx = pool.begin().await?;
+    let rounds = batch::rounds(batch);
     let mut answers = batch::Answers::new(batch);
-    for round in batch::rounds(batch) {
-        let round_answers = append_round(&mut tx, batch, &round).await?;
+    let mut written = Vec::new();
+    if let [round] = rounds.as_slice()
+        && remembered
+        && let Some(stored) = heads.stored(batch, round)
+    {
+        let mut conn = pool.acquire().await?;
+        let round_answers = insert_round(&mut conn, batch, round, &stored, &mut written).await?;
+        answers.record(round.clone(), round_answers);
+        heads.remember(written);
+        return Ok(answers.finish());
+    }
+    let mut tx = pool.begin().await?;
+    for round in rounds {
+        let stored = read_stored(&mut tx, batch, &round).await?;
+        let round_answers = insert_round(&mut tx, batch, &round, &stored, &mut written).await?;
         answers.record(round, round_answers);
     }
     tx.commit().await?;
+    heads.remember(written);
     Ok(answers.finish())
 }
 
-/// One round: the streams' last events, then the stored ids (in this order, as for a
-/// single append: see `postgres::append_on`), then one insert of every row.
-async fn append_round(
+/// What the store holds for a round: the streams' last events, then the stored ids (in
+/// this order, as for a single append: see `postgres::append_on`).
+async fn read_stored(
     conn: &mut PgConnection,
     batch: &[AppendRequest],
     round: &[usize],
-) -> Result<Vec<Result<AppendResult, StoreError>>, Failure> {
+) -> Result<batch::Stored, sqlx::Error> {
     let (streams, ids) = batch::keys(batch, round);
     let mut stored = batch::Stored::default();
     let lasts = sqlx::query(
@@ -145,9 +170,22 @@ async fn append_round(
             },
         );
     }
-    let mut plan = batch::plan(batch, round, &stored);
+    Ok(stored)
+}
+
+/// Decides the round against `stored` and inserts its rows in one statement; the heads
+/// they leave go to `written` once they are in.
+async fn insert_round(
+    conn: &mut PgConnection,
+    batch: &[AppendRequest],
+    round: &[usize],
+    stored: &batch::Stored,
+    written: &mut Vec<(String, Head)>,
+) -> Result<Vec<Result<AppendResult, StoreError>>, sqlx::Error> {
+    let mut plan = batch::plan(batch, round, stored);
     let mut positions = HashMap::with_capacity(plan.rows.len());
     if !plan.rows.is_empty() {
+        let heads = plan.heads();
         // One statement whatever the number of rows: a column array per field.
         // `json` keeps the text as sent, so the hash covers exactly what is stored.
         let mut columns = Columns::default();
@@ -172,6 +210,7 @@ async fn append_round(
         for row in &inserted {
             positions.insert(event_id(row)?, position(row)?);
         }
+        written.extend(heads);
     }
     Ok(plan.answers(&positions))
 }

@@ -38,7 +38,9 @@
 //!
 //! Appends are group-committed: a few writer tasks (`pg_writer`) take the appends waiting
 //! and decide and insert each batch in one transaction, with the same reads and checks
-//! per round as above and the same retry when a race is lost.
+//! per round as above and the same retry when a race is lost. A batch that the heads the
+//! writers remember can decide (`heads`) skips the reads: a wrong memory makes the
+//! insert a unique violation, a lost race, and the retry reads.
 //!
 //! After a commit, readers in this process are woken at once through
 //! [`EventStore::changes`]; other processes through `NOTIFY hookrun_events`, sent by a
@@ -59,6 +61,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::batch::{self, AppendRequest};
+use super::heads::Heads;
 use super::{AppendResult, EventStore, ExpectedVersion, StoreError, map_err};
 use super::{pg_writer, rules};
 use crate::events::envelope::{NewEvent, Position, RecordedEvent};
@@ -108,10 +111,12 @@ impl PostgresEventStore {
         let notifier = tokio::spawn(notify_other_processes(pool.clone(), Arc::clone(&appended)));
         let (writer, requests) = mpsc::channel(4 * batch::MAX);
         let requests = Arc::new(Mutex::new(requests));
+        let heads = Arc::new(Heads::default());
         let writers = (0..pg_writer::WRITERS)
             .map(|_| {
                 AbortOnDrop(tokio::spawn(pg_writer::run(
                     pool.clone(),
+                    Arc::clone(&heads),
                     Arc::clone(&requests),
                     Arc::clone(&changes),
                     Arc::clone(&appended),

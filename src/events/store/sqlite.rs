@@ -4,7 +4,8 @@
 //! `Position { commit: seq, prepare: seq }`. Appends go to one writer task on the single
 //! writer connection of [`SqliteDb`], which commits whatever appends are waiting in one
 //! `BEGIN IMMEDIATE` transaction (group commit: one fsync for the batch, see
-//! [`batch`](super::batch) for how the batch is decided in a few statements). Write
+//! [`batch`](super::batch) for how the batch is decided in a few statements, and
+//! [`heads`](super::heads) for the rounds decided without reading). Write
 //! transactions are serialized, so sequence numbers are handed out in commit order and a
 //! reader can never see `seq` N+1 before N. Each row's `hash` chains it to the previous
 //! event of its stream (`events::chain`), computed in the same transaction. Reads go
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::batch::{self, AppendRequest};
+use super::heads::{Head, Heads};
 use super::{AppendResult, EventStore, ExpectedVersion, StoreError, map_err, rules};
 use crate::db::SqliteDb;
 use crate::events::envelope::{NewEvent, Position, RecordedEvent};
@@ -60,9 +62,10 @@ async fn group_commit(
     mut requests: mpsc::Receiver<AppendRequest>,
     changes: watch::Sender<()>,
 ) {
+    let heads = Heads::default();
     let mut batch = Vec::with_capacity(batch::MAX);
     while requests.recv_many(&mut batch, batch::MAX).await > 0 {
-        let results = match commit_batch(&pool, &batch).await {
+        let results = match commit_batch(&pool, &heads, &batch).await {
             Ok(results) => results,
             Err(e) => batch
                 .iter()
@@ -83,12 +86,15 @@ async fn group_commit(
 /// at a time, each in its own savepoint, so that one bad append fails alone.
 async fn commit_batch(
     pool: &SqlitePool,
+    heads: &Heads,
     batch: &[AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    match every_round(&mut tx, batch).await {
+    let mut written = Vec::new();
+    match every_round(&mut tx, heads, batch, &mut written).await {
         Ok(answers) => {
             tx.commit().await.map_err(map_err)?;
+            heads.remember(written);
             Ok(answers)
         }
         Err(e @ StoreError::Unavailable(_)) => Err(e),
@@ -102,26 +108,56 @@ async fn commit_batch(
 
 async fn every_round(
     conn: &mut sqlx::SqliteConnection,
+    heads: &Heads,
     batch: &[AppendRequest],
+    written: &mut Vec<(String, Head)>,
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let mut answers = batch::Answers::new(batch);
     for round in batch::rounds(batch) {
-        let round_answers = append_round(conn, batch, &round).await?;
+        let round_answers = append_round(conn, heads, batch, &round, written).await?;
         answers.record(round, round_answers);
     }
     Ok(answers.finish())
 }
 
-/// One round of a batch: two reads, one insert.
+/// One round of a batch: one insert when memory can decide it ([`Heads`]), else two
+/// reads and one insert. A unique violation means memory was wrong: the statement
+/// undid its rows (the transaction goes on), and the round is decided from the reads.
 async fn append_round(
+    conn: &mut sqlx::SqliteConnection,
+    heads: &Heads,
+    batch: &[AppendRequest],
+    round: &[usize],
+    written: &mut Vec<(String, Head)>,
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    if let Some(stored) = heads.stored(batch, round) {
+        match insert_round(conn, batch, round, &stored, written).await {
+            Err(e) if is_unique_violation(&e) => {}
+            decided => return decided.map_err(map_err),
+        }
+    }
+    let stored = read_stored(conn, batch, round).await.map_err(map_err)?;
+    insert_round(conn, batch, round, &stored, written)
+        .await
+        .map_err(map_err)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+/// The last event of each of the round's streams, and the events already stored under
+/// one of its ids.
+async fn read_stored(
     conn: &mut sqlx::SqliteConnection,
     batch: &[AppendRequest],
     round: &[usize],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+) -> Result<batch::Stored, sqlx::Error> {
     let (streams, ids) = batch::keys(batch, round);
-    let streams = serde_json::to_string(&streams).map_err(backend)?;
+    let streams = serde_json::to_string(&streams).map_err(undecodable)?;
     let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    let ids = serde_json::to_string(&ids).map_err(backend)?;
+    let ids = serde_json::to_string(&ids).map_err(undecodable)?;
     let mut stored = batch::Stored::default();
     // A bare column beside MAX() comes from the row holding the maximum.
     let lasts = sqlx::query(
@@ -130,14 +166,11 @@ async fn append_round(
     )
     .bind(streams)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     for row in &lasts {
-        let stream: String = row.try_get("stream_id").map_err(map_err)?;
-        let revision = to_u64(row.try_get("revision").map_err(map_err)?);
-        stored
-            .last
-            .insert(stream, (revision, row.try_get("hash").map_err(map_err)?));
+        let stream: String = row.try_get("stream_id")?;
+        let revision = to_u64(row.try_get("revision")?);
+        stored.last.insert(stream, (revision, row.try_get("hash")?));
     }
     let found = sqlx::query(
         "SELECT event_id, stream_id, revision, seq FROM events \
@@ -145,16 +178,15 @@ async fn append_round(
     )
     .bind(ids)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     for row in &found {
-        let id: String = row.try_get("event_id").map_err(map_err)?;
-        let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+        let id: String = row.try_get("event_id")?;
+        let seq = to_u64(row.try_get("seq")?);
         stored.ids.insert(
-            Uuid::parse_str(&id).map_err(backend)?,
+            Uuid::parse_str(&id).map_err(undecodable)?,
             rules::StoredId {
-                stream_id: row.try_get("stream_id").map_err(map_err)?,
-                revision: to_u64(row.try_get("revision").map_err(map_err)?),
+                stream_id: row.try_get("stream_id")?,
+                revision: to_u64(row.try_get("revision")?),
                 position: Position {
                     commit: seq,
                     prepare: seq,
@@ -162,7 +194,19 @@ async fn append_round(
             },
         );
     }
-    let plan = batch::plan(batch, round, &stored);
+    Ok(stored)
+}
+
+/// Decides the round against `stored` and inserts its rows in one statement; the heads
+/// they leave go to `written` once they are in.
+async fn insert_round(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[AppendRequest],
+    round: &[usize],
+    stored: &batch::Stored,
+    written: &mut Vec<(String, Head)>,
+) -> Result<Vec<Result<AppendResult, StoreError>>, sqlx::Error> {
+    let plan = batch::plan(batch, round, stored);
     let mut positions = HashMap::with_capacity(plan.rows.len());
     if !plan.rows.is_empty() {
         // One statement for all rows, whatever their number: the rows as a JSON array.
@@ -189,27 +233,27 @@ async fn append_round(
              value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each(?1) \
              WHERE true RETURNING event_id, seq",
         )
-        .bind(serde_json::to_string(&rows).map_err(backend)?)
+        .bind(serde_json::to_string(&rows).map_err(undecodable)?)
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         for row in &inserted {
-            let id: String = row.try_get("event_id").map_err(map_err)?;
-            let seq = to_u64(row.try_get("seq").map_err(map_err)?);
+            let id: String = row.try_get("event_id")?;
+            let seq = to_u64(row.try_get("seq")?);
             positions.insert(
-                Uuid::parse_str(&id).map_err(backend)?,
+                Uuid::parse_str(&id).map_err(undecodable)?,
                 Position {
                     commit: seq,
                     prepare: seq,
                 },
             );
         }
+        written.extend(plan.heads());
     }
     Ok(plan.answers(&positions))
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn undecodable(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
 }
 
 /// The batch one append at a time, each in its own savepoint of one transaction: an
