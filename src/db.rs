@@ -13,12 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{PgPool, Sqlite};
+use sqlx::{PgPool, Postgres, Sqlite, Transaction};
 use tokio::sync::{Notify, watch};
 
 /// A SQLite database: one writer connection, several readers.
@@ -57,6 +56,39 @@ macro_rules! with_db {
             }
         }
     };
+}
+
+/// Like [`with_db!`], with `$tx` bound to a write transaction that commits without
+/// waiting for the disk ([`SqliteDb::begin_relaxed`], [`begin_relaxed_postgres`]):
+/// for rows that may be lost in a crash of the machine, as long as what they belong
+/// with is lost with them or can be rebuilt.
+#[macro_export]
+macro_rules! with_relaxed_tx {
+    ($db:expr, |$tx:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(sqlite) => {
+                let mut $tx = sqlite.begin_relaxed().await?;
+                $body
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let mut $tx = $crate::db::begin_relaxed_postgres(pg).await?;
+                $body
+            }
+        }
+    };
+}
+
+/// A PostgreSQL transaction whose commit does not wait for its WAL to be flushed
+/// (`synchronous_commit = off`): atomic and in order with every other, but a crash of
+/// the database server may lose it with the relaxed commits just before it.
+pub async fn begin_relaxed_postgres(
+    pool: &PgPool,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// Like [`with_db!`] but binds the read pool on SQLite.
@@ -207,16 +239,20 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
 const CHECKPOINT_GAP: Duration = Duration::from_millis(10);
 
 impl SqliteDb {
-    /// The writer connection, committing at `synchronous = NORMAL` (not waiting for the
-    /// disk) until it is given back, when the pool sets FULL again. SQLite refuses the
-    /// change inside a transaction: take it before beginning one.
-    pub async fn relaxed_writer(&self) -> Result<PoolConnection<Sqlite>, sqlx::Error> {
+    /// A write transaction (`BEGIN IMMEDIATE`) on the writer connection that commits at
+    /// `synchronous = NORMAL`, not waiting for the disk; the pool sets FULL again when
+    /// the connection comes back. In WAL mode the commit is atomic and in order with
+    /// every other; a crash of the machine may lose it, with the relaxed commits just
+    /// before it, until a FULL commit after it syncs the log they share.
+    pub async fn begin_relaxed(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         let mut conn = self.writer.acquire().await?;
         self.relaxed.store(true, Ordering::SeqCst);
+        // SQLite refuses the change inside a transaction: before beginning one.
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
             .await?;
-        Ok(conn)
+        let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
+        Transaction::begin(conn, Some(begin)).await
     }
 
     /// Copies the WAL back into the database file on a connection of its own after the

@@ -10,7 +10,7 @@ use crate::catalog::timestamp;
 use crate::config::AuditSettings;
 use crate::db::Db;
 use crate::domain::AgentId;
-use crate::{with_db, with_db_read};
+use crate::{with_db_read, with_relaxed_tx};
 
 /// Largest page a listing returns.
 pub const MAX_LIMIT: i64 = 500;
@@ -18,7 +18,8 @@ pub const MAX_LIMIT: i64 = 500;
 /// Rows per insert statement (12 parameters each: well under both backends' limits).
 const INSERT_CHUNK: usize = 256;
 
-/// Inserts `records` and prunes what exceeds the bounds, in one transaction.
+/// Inserts `records` and prunes what exceeds the bounds, in one transaction that does
+/// not wait for the disk.
 pub async fn insert_and_prune(
     db: &Db,
     settings: &AuditSettings,
@@ -30,8 +31,10 @@ pub async fn insert_and_prune(
         .filter(|r| r.outcome != Outcome::Accepted)
         .map(|r| (r.agent.as_ref().map(|(id, _)| id.to_string()), r.outcome))
         .collect();
-    with_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+    // Relaxed: the rows already wait in memory before they are written (a crash of
+    // the process loses those), and the next append's durable commit syncs them too;
+    // an fsync of their own would only delay the appends behind them on the writer.
+    with_relaxed_tx!(db, |tx| {
         // One statement per chunk (not per record): it shares the writer connection
         // with the event store's group commit. Not kept prepared: its text varies with
         // the number of rows, and it would push the hot statements out of the cache.

@@ -8,7 +8,7 @@
 
 use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
 
-use crate::db::Db;
+use crate::db::{Db, begin_relaxed_postgres};
 use crate::events::Position;
 
 pub enum Tx {
@@ -40,14 +40,7 @@ impl Tx {
             Db::Sqlite(s) => Ok(Tx::Sqlite(s.writer.begin_with("BEGIN IMMEDIATE").await?)),
             Db::Postgres(pg) => {
                 let mut tx = pg.begin().await?;
-                let mut locks = locks.to_vec();
-                locks.sort_unstable(); // one order everywhere: no deadlock between lockers
-                for name in locks {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                lock_checkpoints(&mut tx, locks).await?;
                 Ok(Tx::Postgres(tx))
             }
         }
@@ -67,21 +60,15 @@ impl Tx {
     /// log holds both, and reaches the disk in order. For read-model batches, whose rows
     /// and checkpoint commit together and whose events were on disk before they could
     /// be read: a lost batch is folded again from the checkpoint it left.
-    /// SQLite: `synchronous = NORMAL` for this transaction (`SqliteDb::relaxed_writer`);
-    /// PostgreSQL: `synchronous_commit = off`.
+    /// SQLite: `synchronous = NORMAL` for this transaction (`SqliteDb::begin_relaxed`);
+    /// PostgreSQL: `synchronous_commit = off` (`db::begin_relaxed_postgres`).
     pub async fn begin_relaxed(db: &Db, locks: &[&str]) -> Result<Tx, sqlx::Error> {
         match db {
-            Db::Sqlite(s) => {
-                let conn = s.relaxed_writer().await?;
-                // What `Pool::begin_with` does, on the connection already in hand.
-                let begin = sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE");
-                Ok(Tx::Sqlite(Transaction::begin(conn, Some(begin)).await?))
-            }
-            Db::Postgres(_) => {
-                let mut tx = Tx::begin(db, locks).await?;
-                tx.execute("SET LOCAL synchronous_commit = off".into())
-                    .await?;
-                Ok(tx)
+            Db::Sqlite(s) => Ok(Tx::Sqlite(s.begin_relaxed().await?)),
+            Db::Postgres(pg) => {
+                let mut tx = begin_relaxed_postgres(pg).await?;
+                lock_checkpoints(&mut tx, locks).await?;
+                Ok(Tx::Postgres(tx))
             }
         }
     }
@@ -97,6 +84,22 @@ impl Tx {
             .await?
             .rows_affected()))
     }
+}
+
+/// PostgreSQL: the transaction-level advisory lock of each checkpoint in `locks`.
+async fn lock_checkpoints(
+    tx: &mut Transaction<'static, Postgres>,
+    locks: &[&str],
+) -> Result<(), sqlx::Error> {
+    let mut locks = locks.to_vec();
+    locks.sort_unstable(); // one order everywhere: no deadlock between lockers
+    for name in locks {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Where a projection has read up to, and which version of it wrote the rows.
