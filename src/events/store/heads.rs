@@ -10,7 +10,9 @@
 //! revision is taken), or an event id is stored already (a retried append). The writer
 //! then decides that round again from what it reads, as it would have without memory.
 //! Heads only grow and are remembered only after their commit, so memory is never
-//! ahead of the store.
+//! ahead of the store. The cost of a wrong guess is one refused insert (PostgreSQL logs
+//! it as an error): a repeated delivery that this node did not accept first, or a
+//! stream another node moved on.
 //!
 //! Bounded: two generations of [`GENERATION`] streams each; a stream not appended to
 //! for two generations is forgotten (its next append reads, as any other would).
