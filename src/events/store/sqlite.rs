@@ -155,9 +155,9 @@ async fn read_stored(
     round: &[usize],
 ) -> Result<batch::Stored, sqlx::Error> {
     let (streams, ids) = batch::keys(batch, round);
-    let streams = serde_json::to_string(&streams).map_err(undecodable)?;
+    let streams = serde_json::to_string(&streams).map_err(unencodable)?;
     let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    let ids = serde_json::to_string(&ids).map_err(undecodable)?;
+    let ids = serde_json::to_string(&ids).map_err(unencodable)?;
     let mut stored = batch::Stored::default();
     // A bare column beside MAX() comes from the row holding the maximum.
     let lasts = sqlx::query(
@@ -233,7 +233,7 @@ async fn insert_round(
              value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each(?1) \
              WHERE true RETURNING event_id, seq",
         )
-        .bind(serde_json::to_string(&rows).map_err(undecodable)?)
+        .bind(serde_json::to_string(&rows).map_err(unencodable)?)
         .fetch_all(&mut *conn)
         .await?;
         for row in &inserted {
@@ -252,6 +252,12 @@ async fn insert_round(
     Ok(plan.answers(&positions))
 }
 
+/// A statement's parameter that could not be built (a store fault, not a transient one).
+fn unencodable(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Encode(Box::new(e))
+}
+
+/// A stored value that could not be read back (a store fault, not a transient one).
 fn undecodable(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
 }
