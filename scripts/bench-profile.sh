@@ -6,9 +6,15 @@
 #   scripts/bench-profile.sh sqlite|postgres SECONDS CONNECTIONS
 #   PERF=1    perf record -g of the server during the pass (report in the data dir)
 #   STRACE=1  count fsync calls of the server during the pass (wall time per call)
+#   WRITES=1  bytes the server writes during the pass, per file (strace of pwrite64)
 #   TMPFS=1   SQLite data dir on /dev/shm (fsync costs nothing: isolates its share)
 #   PGLOCKS=1 sample pg_locks / wait events of the server's backends during the pass
 #   RATE=N    pace the pass at N webhooks/s in total (latency from the scheduled send time)
+#   HOOKRUN=path  the server binary (default target/release/hookrun), for A/B runs
+#
+# Always printed: the server's CPU, the bytes it wrote to disk (SQLite's WAL and
+# checkpoints) and, on PostgreSQL, the WAL it generated: per webhook these move far
+# less between runs than the rates do.
 #
 # Needs scripts/bench.sh to have built target/release/hookrun and the bench tool.
 # Listens on 127.0.0.1 only; the pass is bounded by SECONDS (at most 60).
@@ -51,13 +57,36 @@ ID=$(echo "$AGENT" | json agent_id); SECRET=$(echo "$AGENT" | json webhook_secre
 
 [ -n "${PERF:-}" ] && { perf record -F 499 -g -p "$SRV" -o "$D/perf.data" -- sleep "$SECS" > /dev/null 2>&1 & PIDS+=($!); }
 [ -n "${STRACE:-}" ] && { strace -f -c -w -e trace=fsync,fdatasync -p "$SRV" -o "$D/strace.txt" 2> /dev/null & ST=$!; }
+[ -n "${WRITES:-}" ] && { strace -f -y -e trace=pwrite64 -e signal=none -p "$SRV" -o "$D/writes.txt" 2> /dev/null & WT=$!; }
 [ -n "${PGLOCKS:-}" ] && { (sleep 1; for _ in 1 2 3; do psql -h 127.0.0.1 -U postgres -Atc \
   "select coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-'), count(*) from pg_stat_activity where datname = '$DB' and state <> 'idle' group by 1 order by 2 desc" | tr '\n' ' '; echo; sleep 0.5; done) & }
 read -r U0 S0 < <(awk '{print $14, $15}' "/proc/$SRV/stat"); T0=$(date +%s.%N)
+W0=$(awk '/^write_bytes/ {print $2}' "/proc/$SRV/io")
+[ -n "$DB" ] && L0=$(psql -h 127.0.0.1 -U postgres -Atc 'select pg_current_wal_lsn()')
 "$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" -c "$CONNS" --seconds "$SECS" ${RATE:+--rate "$RATE"}
 T1=$(date +%s.%N); read -r U1 S1 < <(awk '{print $14, $15}' "/proc/$SRV/stat")
+W1=$(awk '/^write_bytes/ {print $2}' "/proc/$SRV/io")
 python3 -c "print('server CPU: %.0f%% of one core' % ((($U1-$U0)+($S1-$S0))/($T1-$T0)))"  # clock ticks: 100/s
+# Bytes the server's writes sent to the disk (SQLite: WAL and checkpoints; PostgreSQL's
+# own writes are another process's).
+echo "server wrote $(( (W1 - W0) / 1024 )) KiB to disk during the pass"
+[ -n "$DB" ] && psql -h 127.0.0.1 -U postgres -Atc \
+  "select 'PostgreSQL wrote ' || (pg_wal_lsn_diff(pg_current_wal_lsn(), '$L0') / 1024)::bigint || ' KiB of WAL during the pass (all databases)'"
 [ -n "${STRACE:-}" ] && { kill -INT "$ST"; wait "$ST" || true; cat "$D/strace.txt"; }
+if [ -n "${WRITES:-}" ]; then
+  kill -INT "$WT"; wait "$WT" || true
+  python3 - "$D/writes.txt" <<'PY'
+import collections, re, sys
+calls, total = collections.Counter(), collections.Counter()
+for line in open(sys.argv[1]):
+    m = re.search(r'pwrite64\(\d+<([^>]*)>.*\) = (\d+)$', line)
+    if m:
+        calls[m[1]] += 1
+        total[m[1]] += int(m[2])
+for path, n in total.most_common():
+    print(f"pwrite {path.rsplit('/', 1)[-1]}: {calls[path]} calls, {n // 1024} KiB")
+PY
+fi
 if [ -n "${PERF:-}" ]; then
   sleep 1
   perf report -i "$D/perf.data" --no-children --sort comm,dso --stdio 2> /dev/null | grep -E '^ +[0-9]' | head -12
