@@ -88,7 +88,7 @@ pub async fn erase_tenant(
         keys_destroyed,
     };
     let meta = EventMetadata {
-        event_id: Uuid::new_v4(),
+        event_id: Uuid::now_v7(),
         tenant_id: id.to_owned(),
         agent_id: String::new(),
         correlation_id: format!("erase-{id}"),

@@ -78,6 +78,10 @@ async fn a_signed_webhook_runs_the_agent_and_the_read_model_shows_the_result(bac
     assert_eq!(queued["data"]["payload"]["ticket_id"], "TKT-123");
     assert_eq!(queued["metadata"]["correlation_id"], "delivery-1");
     assert_eq!(queued["metadata"]["tenant_id"], "acme");
+    // A webhook's event id is time-ordered (UUIDv7): the store's event-id index then
+    // grows at its end rather than taking a write on another page per webhook.
+    let queued_id: uuid::Uuid = queued["event_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(queued_id.get_version_num(), 7, "{queued}");
 
     // The gateway got the system prompt and the payload as compact JSON.
     let requests = app.gateway.received_requests().await.unwrap();

@@ -115,8 +115,10 @@ pub async fn queue(deps: &ExecutionDeps, msg: Enqueue) -> Result<Queued, StoreEr
         node: Some(deps.node_id.clone()),
         config_version: Some(msg.agent.config_version),
     };
-    // A random id: a repeated delivery must conflict, not be taken as a retried append.
-    let meta = metadata(&msg.agent, msg.delivery_id.as_ref(), Uuid::new_v4(), None);
+    // A fresh id: a repeated delivery must conflict, not be taken as a retried append.
+    // Time-ordered (v7), so the store's event-id index grows at its end instead of
+    // dirtying another page of it for every webhook.
+    let meta = metadata(&msg.agent, msg.delivery_id.as_ref(), Uuid::now_v7(), None);
     let stream = stream_name(execution_id.as_uuid());
     let new = to_new_event(&event, &meta)?;
     match deps

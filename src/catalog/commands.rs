@@ -230,7 +230,7 @@ pub(super) async fn record(
     event: AgentEvent,
 ) -> Result<(), crate::events::StoreError> {
     let meta = EventMetadata {
-        event_id: Uuid::new_v4(),
+        event_id: Uuid::now_v7(),
         tenant_id: agent.tenant_id.to_string(),
         agent_id: agent.agent_id.to_string(),
         correlation_id: format!("agent-{}", agent.agent_id),
