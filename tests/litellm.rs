@@ -1,6 +1,7 @@
-//! End to end against a real LiteLLM proxy (`../shared/peers/litellm/start.sh`).
-//! Runs when `HOOKRUN_TEST_LITELLM_URL` is set (`.ci/run` sets it); otherwise prints
-//! a `SKIPPED litellm` line, which CI treats as a failure.
+//! End to end against a real LiteLLM proxy (`../shared/peers/litellm/start.sh`), and
+//! against the same proxy served over HTTP/2 (`scripts/litellm-h2.sh`). Each test runs
+//! when its URL variable is set (`.ci/run` sets both); otherwise it prints a `SKIPPED
+//! litellm` line, which CI treats as a failure.
 
 use crate::support;
 
@@ -9,18 +10,29 @@ use support::app::{Backend, spawn_app_with};
 
 const MOCK_RESPONSE: &str = "Triage: database is slow; check indexes.";
 
-#[actix_web::test]
-async fn a_webhook_runs_through_a_real_litellm_proxy() {
-    let Ok(url) = std::env::var("HOOKRUN_TEST_LITELLM_URL") else {
+/// The proxy's URL from `var`, or `None` after saying the test was skipped (never in CI).
+fn proxy_url(var: &str) -> Option<String> {
+    let url = std::env::var(var).ok();
+    if url.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "the LiteLLM test may not be skipped in CI"
+            "the LiteLLM tests may not be skipped in CI ({var} is not set)"
         );
-        println!("SKIPPED litellm: set HOOKRUN_TEST_LITELLM_URL (see .ci/run)");
+        println!("SKIPPED litellm: set {var} (see .ci/run)");
+    }
+    url
+}
+
+fn master_key() -> String {
+    std::env::var("HOOKRUN_TEST_LITELLM_KEY").unwrap_or_else(|_| "sk-master-test".into())
+}
+
+#[actix_web::test]
+async fn a_webhook_runs_through_a_real_litellm_proxy() {
+    let Some(url) = proxy_url("HOOKRUN_TEST_LITELLM_URL") else {
         return;
     };
-    let master =
-        std::env::var("HOOKRUN_TEST_LITELLM_KEY").unwrap_or_else(|_| "sk-master-test".into());
+    let master = master_key();
     let extra = [
         ("HOOKRUN_LLM_BASE_URL", url.as_str()),
         ("HOOKRUN_LLM_API_KEY", master.as_str()),
@@ -106,4 +118,35 @@ async fn a_webhook_runs_through_a_real_litellm_proxy() {
             .starts_with("LLM gateway answered 4"),
         "{row}"
     );
+}
+
+/// LiteLLM served by Granian (`litellm --run_granian`) speaks HTTP/2 by prior knowledge,
+/// so a deployment that calls it with `HOOKRUN_LLM_HTTP=2` holds one connection for all
+/// its calls in flight instead of a socket each. hookrun then speaks nothing but
+/// HTTP/2: a proxy that did not would fail every call.
+#[actix_web::test]
+async fn webhooks_run_through_a_real_litellm_proxy_over_http2() {
+    let Some(url) = proxy_url("HOOKRUN_TEST_LITELLM_H2_URL") else {
+        return;
+    };
+    let master = master_key();
+    let extra = [
+        ("HOOKRUN_LLM_BASE_URL", url.as_str()),
+        ("HOOKRUN_LLM_API_KEY", master.as_str()),
+        ("HOOKRUN_LLM_HTTP", "2"),
+        ("HOOKRUN_AGENT_CONCURRENCY", "8"),
+    ];
+    let app = spawn_app_with(Backend::Sqlite, "litellm-h2", &extra)
+        .await
+        .expect("sqlite app");
+    let (key, agent) = app.tenant_with_agent("acme").await;
+
+    // Eight at once: concurrent calls, each a stream on the one connection.
+    let ids = app.send_accepted(&agent, 8, "h2").await;
+    for id in ids {
+        let row = app.wait_terminal(&key, &id).await;
+        assert_eq!(row["status"], "succeeded", "{row}");
+        assert_eq!(row["output"], MOCK_RESPONSE);
+        assert!(row["total_tokens"].as_i64().unwrap() > 0, "{row}");
+    }
 }
