@@ -42,11 +42,12 @@ impl DatabaseBackend {
 pub enum LlmHttp {
     /// HTTP/1.1: one connection per call in flight. Every gateway speaks it.
     Http1,
-    /// HTTP/2 only (prior knowledge, also without TLS): every call is a stream on one
-    /// connection, so a call in flight costs a few KiB instead of a socket and its
-    /// buffers. For gateways that speak HTTP/2 and allow as many concurrent streams as
-    /// calls are in flight; beyond their limit, calls wait for a free stream.
-    Http2,
+    /// HTTP/2 only (prior knowledge, also without TLS): every call is a stream on one of
+    /// `connections` connections (taken in turn), so a call in flight costs a few KiB
+    /// instead of a socket and its buffers. A gateway limits the streams of one
+    /// connection (LiteLLM under Granian: 200); beyond connections × that limit, calls
+    /// wait for a free stream.
+    Http2 { connections: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -63,7 +64,8 @@ pub struct Settings {
     pub llm_base_url: String,
     /// `HOOKRUN_LLM_API_KEY`: the platform key, used when a tenant has no key of its own.
     pub llm_api_key: Option<String>,
-    /// `HOOKRUN_LLM_HTTP`: how to talk to the gateway, `1.1` (default) or `2`.
+    /// `HOOKRUN_LLM_HTTP`: how to talk to the gateway, `1.1` (default) or `2`; with `2`,
+    /// `HOOKRUN_LLM_HTTP2_CONNECTIONS` connections (default 1) carry the calls.
     pub llm_http: LlmHttp,
     /// `HOOKRUN_MASTER_KEY`: base64 of 32 bytes, seals secrets at rest. Unset on the
     /// embedded default: generated into `<data dir>/master.key` (0600) on first start.
@@ -151,7 +153,9 @@ impl Settings {
             llm_api_key: get("HOOKRUN_LLM_API_KEY"),
             llm_http: match get("HOOKRUN_LLM_HTTP").as_deref().map(str::trim) {
                 None | Some("1.1") => LlmHttp::Http1,
-                Some("2") => LlmHttp::Http2,
+                Some("2") => LlmHttp::Http2 {
+                    connections: number(&get, "HOOKRUN_LLM_HTTP2_CONNECTIONS", 1)?.max(1),
+                },
                 Some(other) => anyhow::bail!("HOOKRUN_LLM_HTTP must be 1.1 or 2, not {other:?}"),
             },
             master_key: get("HOOKRUN_MASTER_KEY"),
@@ -364,7 +368,22 @@ mod tests {
     fn the_gateway_is_called_over_http_1_1_unless_http_2_is_asked_for() {
         assert_eq!(settings(&[]).unwrap().llm_http, LlmHttp::Http1);
         let h2 = settings(&[("HOOKRUN_LLM_HTTP", "2")]).unwrap();
-        assert_eq!(h2.llm_http, LlmHttp::Http2);
+        assert_eq!(h2.llm_http, LlmHttp::Http2 { connections: 1 });
+        let h2 = settings(&[
+            ("HOOKRUN_LLM_HTTP", "2"),
+            ("HOOKRUN_LLM_HTTP2_CONNECTIONS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(h2.llm_http, LlmHttp::Http2 { connections: 8 });
+        let err = settings(&[
+            ("HOOKRUN_LLM_HTTP", "2"),
+            ("HOOKRUN_LLM_HTTP2_CONNECTIONS", "many"),
+        ])
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("HOOKRUN_LLM_HTTP2_CONNECTIONS"),
+            "{err:#}"
+        );
         let err = settings(&[("HOOKRUN_LLM_HTTP", "3")]).unwrap_err();
         assert!(format!("{err:#}").contains("HOOKRUN_LLM_HTTP"), "{err:#}");
     }

@@ -1,11 +1,14 @@
 //! `HOOKRUN_LLM_HTTP=2`: hookrun calls the gateway over HTTP/2 without TLS (prior
 //! knowledge). The gateway here speaks nothing else, so an execution can only succeed
-//! if hookrun did; it also checks what arrived on the stream.
+//! if hookrun did; it also checks what arrived on the stream, and that calls spread
+//! over `HOOKRUN_LLM_HTTP2_CONNECTIONS` connections when one allows few streams.
 
 use crate::support;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use support::app::{Backend, GATEWAY_OUTPUT, PLATFORM_KEY, completion, spawn_app_with};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 on_both_backends!(an_http2_only_gateway_runs_the_agent_when_http2_is_set);
 
@@ -27,17 +31,46 @@ struct Seen {
 }
 
 /// An HTTP/2-only gateway on a free port: every call gets the standard completion.
-async fn http2_only_gateway() -> (String, Arc<Mutex<Vec<Seen>>>) {
+struct Gateway {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Calls being answered now.
+    in_flight: Arc<AtomicUsize>,
+    /// The most calls answered at once so far (a watch: held calls wait for it to grow).
+    max_in_flight: watch::Sender<usize>,
+    connections: Arc<AtomicUsize>,
+}
+
+/// Starts a gateway that allows `max_streams` concurrent streams per connection (none:
+/// hyper's default) and holds every call until `hold_until` calls are in at once, or
+/// for 5 s at most.
+async fn http2_only_gateway(max_streams: Option<u32>, hold_until: usize) -> Gateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
+    let gateway = Gateway {
+        url: format!("http://{}", listener.local_addr().unwrap()),
+        seen: Arc::new(Mutex::new(Vec::new())),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        max_in_flight: watch::Sender::new(0),
+        connections: Arc::new(AtomicUsize::new(0)),
+    };
+    let (log, in_flight, max) = (
+        gateway.seen.clone(),
+        gateway.in_flight.clone(),
+        gateway.max_in_flight.clone(),
+    );
+    let connections = gateway.connections.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let log = log.clone();
+            connections.fetch_add(1, Ordering::SeqCst);
+            let (log, in_flight, max) = (log.clone(), in_flight.clone(), max.clone());
             let service = service_fn(move |req: Request<Incoming>| {
-                let log = log.clone();
+                let (log, in_flight, max) = (log.clone(), in_flight.clone(), max.clone());
                 async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.send_modify(|m| *m = (*m).max(now));
+                    let mut most = max.subscribe();
+                    let all_here = most.wait_for(|m| *m >= hold_until);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), all_here).await;
                     let version = req.version();
                     let authorization = req
                         .headers()
@@ -50,6 +83,7 @@ async fn http2_only_gateway() -> (String, Arc<Mutex<Vec<Seen>>>) {
                         authorization,
                         body,
                     });
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
                     let answer = completion(GATEWAY_OUTPUT).to_string();
                     Ok::<_, Infallible>(
                         Response::builder()
@@ -59,17 +93,16 @@ async fn http2_only_gateway() -> (String, Arc<Mutex<Vec<Seen>>>) {
                     )
                 }
             });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            let mut server = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            server.max_concurrent_streams(max_streams);
+            tokio::spawn(server.serve_connection(TokioIo::new(stream), service));
         }
     });
-    (url, seen)
+    gateway
 }
 
 async fn an_http2_only_gateway_runs_the_agent_when_http2_is_set(backend: Backend) {
-    let (url, seen) = http2_only_gateway().await;
+    let Gateway { url, seen, .. } = http2_only_gateway(None, 0).await;
     let Some(app) = spawn_app_with(
         backend,
         "gateway_http2",
@@ -116,4 +149,40 @@ async fn an_http2_only_gateway_runs_the_agent_when_http2_is_set(backend: Backend
         .map(|i| json!({"ticket_id": format!("TKT-{i}"), "note": "say \"hi\""}).to_string())
         .collect();
     assert_eq!(users, expected);
+}
+
+/// A gateway that allows 2 streams per connection: over one connection, hookrun's
+/// client makes the third call wait for a stream; over three, six calls are at the
+/// gateway at once. The gateway holds each call until six are in (5 s at most), so
+/// with fewer connections the count never reaches six.
+#[actix_web::test]
+async fn calls_spread_over_the_http2_connections_asked_for() {
+    let gateway = http2_only_gateway(Some(2), 6).await;
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        "gateway_http2_connections",
+        &[
+            ("HOOKRUN_LLM_BASE_URL", &gateway.url),
+            ("HOOKRUN_LLM_HTTP", "2"),
+            ("HOOKRUN_LLM_HTTP2_CONNECTIONS", "3"),
+            ("HOOKRUN_AGENT_CONCURRENCY", "6"),
+        ],
+    )
+    .await
+    .expect("sqlite app");
+    let (key, agent) = app.tenant_with_agent("acme").await;
+    for id in app.send_accepted(&agent, 6, "conn").await {
+        let row = app.wait_terminal(&key, &id).await;
+        assert_eq!(row["status"], "succeeded", "{row}");
+    }
+    assert_eq!(gateway.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(*gateway.max_in_flight.borrow(), 6);
+    assert!(
+        gateway
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|call| call.version == Version::HTTP_2)
+    );
 }

@@ -1,5 +1,7 @@
 //! reqwest client for an OpenAI-compatible chat completions endpoint.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -11,7 +13,12 @@ use crate::config::LlmHttp;
 
 #[derive(Clone)]
 pub struct LlmClient {
-    http: reqwest::Client,
+    /// One client over HTTP/1.1 (its pool opens a socket per call in flight); over
+    /// HTTP/2, one per connection wanted, each holding one connection, taken in turn:
+    /// a client never opens a second HTTP/2 connection when the gateway's stream limit
+    /// is reached, it makes calls wait for a stream.
+    http: Arc<[reqwest::Client]>,
+    next: Arc<AtomicUsize>,
     endpoint: String,
 }
 
@@ -55,24 +62,37 @@ pub struct LlmError {
 
 impl LlmClient {
     pub fn new(base_url: &str, version: LlmHttp) -> anyhow::Result<Self> {
-        let builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64);
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(64)
+        };
         let http = match version {
-            LlmHttp::Http1 => builder.http1_only(),
-            // One connection carries every call: pings notice a dead one long before
-            // the calls' own timeouts would.
-            LlmHttp::Http2 => builder
-                .http2_prior_knowledge()
-                .http2_keep_alive_interval(Duration::from_secs(20))
-                .http2_keep_alive_timeout(Duration::from_secs(10))
-                .http2_keep_alive_while_idle(true),
-        }
-        .build()?;
+            LlmHttp::Http1 => vec![builder().http1_only().build()?],
+            // A connection carries many calls: pings notice a dead one long before the
+            // calls' own timeouts would.
+            LlmHttp::Http2 { connections } => (0..connections.max(1))
+                .map(|_| {
+                    builder()
+                        .http2_prior_knowledge()
+                        .http2_keep_alive_interval(Duration::from_secs(20))
+                        .http2_keep_alive_timeout(Duration::from_secs(10))
+                        .http2_keep_alive_while_idle(true)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         Ok(LlmClient {
-            http,
+            http: http.into(),
+            next: Arc::new(AtomicUsize::new(0)),
             endpoint: format!("{}/v1/chat/completions", base_url.trim_end_matches('/')),
         })
+    }
+
+    /// The client for the next call: the one there is, or the next connection's.
+    fn http(&self) -> &reqwest::Client {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.http[turn % self.http.len()]
     }
 
     pub fn endpoint(&self) -> &str {
@@ -87,7 +107,7 @@ impl LlmClient {
             user_message: req.user_message,
         };
         let mut request = self
-            .http
+            .http()
             .post(&self.endpoint)
             .timeout(req.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
