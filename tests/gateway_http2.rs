@@ -41,9 +41,9 @@ struct Gateway {
     connections: Arc<AtomicUsize>,
 }
 
-/// Starts a gateway that allows `max_streams` concurrent streams per connection (none:
-/// hyper's default) and holds every call until `hold_until` calls are in at once, or
-/// for 5 s at most.
+/// Starts a gateway that allows `max_streams` concurrent streams per connection (`None`:
+/// no limit) and holds every call until `hold_until` calls are in at once, or for 5 s
+/// at most.
 async fn http2_only_gateway(max_streams: Option<u32>, hold_until: usize) -> Gateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = Gateway {
