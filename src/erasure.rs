@@ -16,11 +16,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::db::Db;
 use crate::domain::TenantId;
-use crate::events::envelope::SCHEMA_VERSION;
+use crate::events::envelope::{SCHEMA_VERSION, fresh_event_id};
 use crate::events::tenant::{TenantEvent, stream_name};
 use crate::events::tenant_keys::TenantKeys;
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position};
@@ -88,7 +87,7 @@ pub async fn erase_tenant(
         keys_destroyed,
     };
     let meta = EventMetadata {
-        event_id: Uuid::now_v7(),
+        event_id: fresh_event_id(),
         tenant_id: id.to_owned(),
         agent_id: String::new(),
         correlation_id: format!("erase-{id}"),

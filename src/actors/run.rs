@@ -20,7 +20,7 @@ use super::state::ExecutionState;
 use crate::catalog::AgentRecord;
 use crate::crypto::Sealer;
 use crate::domain::ExecutionId;
-use crate::events::envelope::{SCHEMA_VERSION, deterministic_event_id};
+use crate::events::envelope::{SCHEMA_VERSION, deterministic_event_id, fresh_event_id};
 use crate::events::execution::{ExecutionEvent, stream_name};
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::llm::{ChatRequest, LlmClient, LlmError, RetryPolicy, resolve_key};
@@ -116,9 +116,7 @@ pub async fn queue(deps: &ExecutionDeps, msg: Enqueue) -> Result<Queued, StoreEr
         config_version: Some(msg.agent.config_version),
     };
     // A fresh id: a repeated delivery must conflict, not be taken as a retried append.
-    // Time-ordered (v7), so the store's event-id index grows at its end instead of
-    // dirtying another page of it for every webhook.
-    let meta = metadata(&msg.agent, msg.delivery_id.as_ref(), Uuid::now_v7(), None);
+    let meta = metadata(&msg.agent, msg.delivery_id.as_ref(), fresh_event_id(), None);
     let stream = stream_name(execution_id.as_uuid());
     let new = to_new_event(&event, &meta)?;
     match deps

@@ -12,7 +12,7 @@ use crate::crypto::{self, Sealer};
 use crate::db::Db;
 use crate::domain::{AgentId, TenantId};
 use crate::events::agent::{AgentEvent, stream_name};
-use crate::events::envelope::SCHEMA_VERSION;
+use crate::events::envelope::{SCHEMA_VERSION, fresh_event_id};
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent};
 use crate::webhook::{PayloadSchema, SignatureScheme};
 
@@ -230,7 +230,7 @@ pub(super) async fn record(
     event: AgentEvent,
 ) -> Result<(), crate::events::StoreError> {
     let meta = EventMetadata {
-        event_id: Uuid::now_v7(),
+        event_id: fresh_event_id(),
         tenant_id: agent.tenant_id.to_string(),
         agent_id: agent.agent_id.to_string(),
         correlation_id: format!("agent-{}", agent.agent_id),

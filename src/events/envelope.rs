@@ -95,6 +95,13 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// The id of an event that is not a retry of another: time-ordered (UUIDv7), so each
+/// store's unique event-id index grows at its end instead of taking a write on another
+/// page for every event (on SQLite, a page per event in each group commit).
+pub fn fresh_event_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// Namespace for deterministic event ids (UUIDv5).
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_2d0e_8c4a_4f51_9a57_3e1c_0d2b_7a11);
 
