@@ -1,6 +1,7 @@
 //! Settings, read from the environment (`HOOKRUN_*`). Every key is documented where it
 //! is read; `README.md` has the same table.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ pub enum LlmHttp {
     /// instead of a socket and its buffers. A gateway limits the streams of one
     /// connection (LiteLLM under Granian: 200); beyond connections × that limit, calls
     /// wait for a free stream.
-    Http2 { connections: usize },
+    Http2 { connections: NonZeroUsize },
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +155,12 @@ impl Settings {
             llm_http: match get("HOOKRUN_LLM_HTTP").as_deref().map(str::trim) {
                 None | Some("1.1") => LlmHttp::Http1,
                 Some("2") => LlmHttp::Http2 {
-                    connections: number(&get, "HOOKRUN_LLM_HTTP2_CONNECTIONS", 1)?.max(1),
+                    connections: NonZeroUsize::new(number(
+                        &get,
+                        "HOOKRUN_LLM_HTTP2_CONNECTIONS",
+                        1,
+                    )?)
+                    .unwrap_or(NonZeroUsize::MIN),
                 },
                 Some(other) => anyhow::bail!("HOOKRUN_LLM_HTTP must be 1.1 or 2, not {other:?}"),
             },
@@ -368,13 +374,34 @@ mod tests {
     fn the_gateway_is_called_over_http_1_1_unless_http_2_is_asked_for() {
         assert_eq!(settings(&[]).unwrap().llm_http, LlmHttp::Http1);
         let h2 = settings(&[("HOOKRUN_LLM_HTTP", "2")]).unwrap();
-        assert_eq!(h2.llm_http, LlmHttp::Http2 { connections: 1 });
+        assert_eq!(
+            h2.llm_http,
+            LlmHttp::Http2 {
+                connections: NonZeroUsize::MIN
+            }
+        );
         let h2 = settings(&[
             ("HOOKRUN_LLM_HTTP", "2"),
             ("HOOKRUN_LLM_HTTP2_CONNECTIONS", "8"),
         ])
         .unwrap();
-        assert_eq!(h2.llm_http, LlmHttp::Http2 { connections: 8 });
+        assert_eq!(
+            h2.llm_http,
+            LlmHttp::Http2 {
+                connections: NonZeroUsize::new(8).unwrap()
+            }
+        );
+        let zero = settings(&[
+            ("HOOKRUN_LLM_HTTP", "2"),
+            ("HOOKRUN_LLM_HTTP2_CONNECTIONS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            zero.llm_http,
+            LlmHttp::Http2 {
+                connections: NonZeroUsize::MIN
+            }
+        );
         let err = settings(&[
             ("HOOKRUN_LLM_HTTP", "2"),
             ("HOOKRUN_LLM_HTTP2_CONNECTIONS", "many"),

@@ -71,7 +71,7 @@ impl LlmClient {
             LlmHttp::Http1 => vec![builder().http1_only().build()?],
             // A connection carries many calls: pings notice a dead one long before the
             // calls' own timeouts would.
-            LlmHttp::Http2 { connections } => (0..connections.max(1))
+            LlmHttp::Http2 { connections } => (0..connections.get())
                 .map(|_| {
                     builder()
                         .http2_prior_knowledge()
