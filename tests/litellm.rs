@@ -141,7 +141,8 @@ async fn webhooks_run_through_a_real_litellm_proxy_over_http2() {
         .expect("sqlite app");
     let (key, agent) = app.tenant_with_agent("acme").await;
 
-    // Eight at once: concurrent calls, each a stream on the one connection.
+    // Eight calls, as many as eight running at once, all over the one HTTP/2 connection
+    // (whether they overlap depends on the proxy's speed; gateway_http2 tests that).
     let ids = app.send_accepted(&agent, 8, "h2").await;
     for id in ids {
         let row = app.wait_terminal(&key, &id).await;
