@@ -220,7 +220,7 @@ async fn agent_and_tenant_rate_limits_answer_429_before_storing_anything(backend
         202
     );
     assert_eq!(
-        app.settled_execution_count(6).await,
+        app.execution_count().await,
         6,
         "refused deliveries stored nothing"
     );

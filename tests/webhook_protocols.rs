@@ -216,7 +216,7 @@ async fn timestamped_schemes_refuse_stale_and_future_timestamps_saying_which(bac
         assert_eq!(r.status(), 202, "{:?}", r.text().await);
     }
     assert_eq!(
-        app.settled_execution_count(2).await,
+        app.execution_count().await,
         2,
         "only the on-time deliveries ran"
     );
