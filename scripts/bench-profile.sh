@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the evidence in BENCHMARKS.md "Bottlenecks": one hookrun server, one agent
-# with a payload schema, a stalled gateway (only the accept path runs), and a timed
-# webhook pass from the bench load generator, with optional probes.
+# with a payload schema, a stalled gateway (only the accept path runs; DELAY_MS=0 runs
+# the whole pipeline), and a timed webhook pass from the bench load generator, with
+# optional probes.
 #
 #   scripts/bench-profile.sh sqlite|postgres SECONDS CONNECTIONS
 #   PERF=1    perf record -g of the server during the pass (report in the data dir)
@@ -10,6 +11,8 @@
 #   TMPFS=1   SQLite data dir on /dev/shm (fsync costs nothing: isolates its share)
 #   PGLOCKS=1 sample pg_locks / wait events of the server's backends during the pass
 #   RATE=N    pace the pass at N webhooks/s in total (latency from the scheduled send time)
+#   DELAY_MS=N  the gateway answers after N ms (default 60000: it stalls). With 0, pace
+#             the pass below what the agent runs (HOOKRUN_AGENT_CONCURRENCY is passed on)
 #   HOOKRUN=path  the server binary (default target/release/hookrun), for A/B runs
 #
 # Always printed: the server's CPU, the bytes it wrote to disk (SQLite's WAL and
@@ -35,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BENCH" gateway --listen 127.0.0.1:0 --delay-ms 60000 > "$D/gateway.out" & PIDS+=($!)
+"$BENCH" gateway --listen 127.0.0.1:0 --delay-ms "${DELAY_MS:-60000}" > "$D/gateway.out" & PIDS+=($!)
 for _ in $(seq 50); do grep -q listening "$D/gateway.out" && break; sleep 0.1; done
 export HOOKRUN_LISTEN=127.0.0.1:$PORT HOOKRUN_DATA_DIR=$D HOOKRUN_ADMIN_TOKEN=profile-admin \
   HOOKRUN_LLM_BASE_URL=http://$(sed -n 's/listening on //p' "$D/gateway.out") \
