@@ -82,6 +82,20 @@ async fn a_signed_webhook_runs_the_agent_and_the_read_model_shows_the_result(bac
     // grows at its end rather than taking a write on another page per webhook.
     let queued_id: uuid::Uuid = queued["event_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(queued_id.get_version_num(), 7, "{queued}");
+    // The later steps' ids are deterministic, so that a retried append is known as one,
+    // and carry the time the execution was queued: they too land near the index's end.
+    let queued_at: chrono::DateTime<chrono::Utc> = queued["data"]["queued_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for event in &events[1..] {
+        let id: uuid::Uuid = event["event_id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(id.get_version_num(), 7, "{event}");
+        let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+        let millis = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
+        assert_eq!(millis, queued_at.timestamp_millis(), "{event}");
+    }
 
     // The gateway got the system prompt and the payload as compact JSON.
     let requests = app.gateway.received_requests().await.unwrap();

@@ -20,7 +20,7 @@ use super::state::ExecutionState;
 use crate::catalog::AgentRecord;
 use crate::crypto::Sealer;
 use crate::domain::ExecutionId;
-use crate::events::envelope::{SCHEMA_VERSION, deterministic_event_id, fresh_event_id};
+use crate::events::envelope::{SCHEMA_VERSION, fresh_event_id, step_event_id};
 use crate::events::execution::{ExecutionEvent, stream_name};
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::llm::{ChatRequest, LlmClient, LlmError, RetryPolicy, resolve_key};
@@ -350,7 +350,7 @@ impl Recorder<'_> {
                 self.state.revision + 1 + i as u64,
                 event.event_type()
             );
-            let id = deterministic_event_id(self.stream, &step);
+            let id = step_event_id(self.stream, &step, self.state.queued_at);
             let meta = metadata(self.agent, &self.state.delivery_id, id, Some(causation));
             batch.push(to_new_event(event, &meta)?);
             causation = id;
