@@ -6,40 +6,38 @@
 use crate::support;
 
 use serde_json::{Value, json};
-use support::app::{Backend, spawn_app_with};
+use support::app::{Backend, TestApp, spawn_app_with};
 
 const MOCK_RESPONSE: &str = "Triage: database is slow; check indexes.";
 
-/// The proxy's URL from `var`, or `None` after saying the test was skipped (never in CI).
-fn proxy_url(var: &str) -> Option<String> {
-    let url = std::env::var(var).ok();
-    if url.is_none() {
+/// An app (SQLite) whose gateway is the proxy at `var`'s URL, its master key the
+/// platform key, with `more` settings; `None` after saying the test was skipped
+/// (never in CI).
+async fn proxy_app(var: &str, test: &str, more: &[(&str, &str)]) -> Option<TestApp> {
+    let Ok(url) = std::env::var(var) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "the LiteLLM tests may not be skipped in CI ({var} is not set)"
         );
         println!("SKIPPED litellm: set {var} (see .ci/run)");
-    }
-    url
-}
-
-fn master_key() -> String {
-    std::env::var("HOOKRUN_TEST_LITELLM_KEY").unwrap_or_else(|_| "sk-master-test".into())
+        return None;
+    };
+    let master =
+        std::env::var("HOOKRUN_TEST_LITELLM_KEY").unwrap_or_else(|_| "sk-master-test".into());
+    let mut extra = vec![
+        ("HOOKRUN_LLM_BASE_URL", url.as_str()),
+        ("HOOKRUN_LLM_API_KEY", master.as_str()),
+    ];
+    extra.extend_from_slice(more);
+    let app = spawn_app_with(Backend::Sqlite, test, &extra).await;
+    Some(app.expect("sqlite app"))
 }
 
 #[actix_web::test]
 async fn a_webhook_runs_through_a_real_litellm_proxy() {
-    let Some(url) = proxy_url("HOOKRUN_TEST_LITELLM_URL") else {
+    let Some(app) = proxy_app("HOOKRUN_TEST_LITELLM_URL", "litellm", &[]).await else {
         return;
     };
-    let master = master_key();
-    let extra = [
-        ("HOOKRUN_LLM_BASE_URL", url.as_str()),
-        ("HOOKRUN_LLM_API_KEY", master.as_str()),
-    ];
-    let app = spawn_app_with(Backend::Sqlite, "litellm", &extra)
-        .await
-        .expect("sqlite app");
     let (key, agent) = app.tenant_with_agent("acme").await;
 
     // Platform key, a model the proxy knows: the proxy's mock answer and real token counts.
@@ -126,19 +124,13 @@ async fn a_webhook_runs_through_a_real_litellm_proxy() {
 /// HTTP/2: a proxy that did not would fail every call.
 #[actix_web::test]
 async fn webhooks_run_through_a_real_litellm_proxy_over_http2() {
-    let Some(url) = proxy_url("HOOKRUN_TEST_LITELLM_H2_URL") else {
-        return;
-    };
-    let master = master_key();
-    let extra = [
-        ("HOOKRUN_LLM_BASE_URL", url.as_str()),
-        ("HOOKRUN_LLM_API_KEY", master.as_str()),
+    let more = [
         ("HOOKRUN_LLM_HTTP", "2"),
         ("HOOKRUN_AGENT_CONCURRENCY", "8"),
     ];
-    let app = spawn_app_with(Backend::Sqlite, "litellm-h2", &extra)
-        .await
-        .expect("sqlite app");
+    let Some(app) = proxy_app("HOOKRUN_TEST_LITELLM_H2_URL", "litellm-h2", &more).await else {
+        return;
+    };
     let (key, agent) = app.tenant_with_agent("acme").await;
 
     // Eight calls, as many as eight running at once, all over the one HTTP/2 connection
