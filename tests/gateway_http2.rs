@@ -34,8 +34,6 @@ struct Seen {
 struct Gateway {
     url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
-    /// Calls being answered now.
-    in_flight: Arc<AtomicUsize>,
     /// The most calls answered at once so far (a watch: held calls wait for it to grow).
     max_in_flight: watch::Sender<usize>,
     connections: Arc<AtomicUsize>,
@@ -49,15 +47,12 @@ async fn http2_only_gateway(max_streams: Option<u32>, hold_until: usize) -> Gate
     let gateway = Gateway {
         url: format!("http://{}", listener.local_addr().unwrap()),
         seen: Arc::new(Mutex::new(Vec::new())),
-        in_flight: Arc::new(AtomicUsize::new(0)),
         max_in_flight: watch::Sender::new(0),
         connections: Arc::new(AtomicUsize::new(0)),
     };
-    let (log, in_flight, max) = (
-        gateway.seen.clone(),
-        gateway.in_flight.clone(),
-        gateway.max_in_flight.clone(),
-    );
+    // Calls being answered now.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (log, max) = (gateway.seen.clone(), gateway.max_in_flight.clone());
     let connections = gateway.connections.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
