@@ -9,7 +9,10 @@
 #   STRACE=1  count fsync calls of the server during the pass (wall time per call)
 #   WRITES=1  bytes the server writes during the pass, per file (strace of pwrite64)
 #   TMPFS=1   SQLite data dir on /dev/shm (fsync costs nothing: isolates its share)
+#   SCHED=1   per server thread: CPU time and time spent runnable but waiting for a core
+#             (/proc/PID/task/*/schedstat), in total and per webhook
 #   PGLOCKS=1 sample pg_locks / wait events of the server's backends during the pass
+#   SLOW_MS=N list each 100 ms of the pass whose slowest answer took over N ms
 #   RATE=N    pace the pass at N webhooks/s in total (latency from the scheduled send time)
 #   DELAY_MS=N  the gateway answers after N ms (default 60000: it stalls). With 0, pace
 #             the pass below what the agent runs (HOOKRUN_AGENT_CONCURRENCY is passed on)
@@ -63,10 +66,13 @@ ID=$(echo "$AGENT" | json agent_id); SECRET=$(echo "$AGENT" | json webhook_secre
 [ -n "${WRITES:-}" ] && { strace -f -y -e trace=pwrite64 -e signal=none -p "$SRV" -o "$D/writes.txt" 2> /dev/null & WT=$!; }
 [ -n "${PGLOCKS:-}" ] && { (sleep 1; for _ in 1 2 3; do psql -h 127.0.0.1 -U postgres -Atc \
   "select coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-'), count(*) from pg_stat_activity where datname = '$DB' and state <> 'idle' group by 1 order by 2 desc" | tr '\n' ' '; echo; sleep 0.5; done) & }
+sched() { for t in /proc/"$SRV"/task/*; do echo "${t##*/} $(tr ' ' _ < "$t/comm") $(cat "$t/schedstat")"; done; }
+[ -n "${SCHED:-}" ] && sched > "$D/sched0.txt"
 read -r U0 S0 < <(awk '{print $14, $15}' "/proc/$SRV/stat"); T0=$(date +%s.%N)
 W0=$(awk '/^write_bytes/ {print $2}' "/proc/$SRV/io")
 [ -n "$DB" ] && L0=$(psql -h 127.0.0.1 -U postgres -Atc 'select pg_current_wal_lsn()')
-"$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" -c "$CONNS" --seconds "$SECS" ${RATE:+--rate "$RATE"}
+"$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" -c "$CONNS" --seconds "$SECS" ${RATE:+--rate "$RATE"} ${SLOW_MS:+--slow-ms "$SLOW_MS"} | tee "$D/load.out"
+[ -n "${SCHED:-}" ] && sched > "$D/sched1.txt"
 T1=$(date +%s.%N); read -r U1 S1 < <(awk '{print $14, $15}' "/proc/$SRV/stat")
 W1=$(awk '/^write_bytes/ {print $2}' "/proc/$SRV/io")
 python3 -c "print('server CPU: %.0f%% of one core' % ((($U1-$U0)+($S1-$S0))/($T1-$T0)))"  # clock ticks: 100/s
@@ -88,6 +94,30 @@ for line in open(sys.argv[1]):
         total[m[1]] += int(m[2])
 for path, n in total.most_common():
     print(f"pwrite {path.rsplit('/', 1)[-1]}: {calls[path]} calls, {n // 1024} KiB")
+PY
+fi
+if [ -n "${SCHED:-}" ]; then
+  # schedstat: ns on a core, ns runnable and waiting, times scheduled; one row per
+  # thread (name/tid), a thread that started during the pass counted from zero.
+  python3 - "$D/sched0.txt" "$D/sched1.txt" "$(grep -o 'answers: 202×[0-9]*' "$D/load.out" | grep -o '[0-9]*$')" <<'PY'
+import collections, sys
+def load(path):
+    rows = collections.defaultdict(lambda: [0, 0, 0])
+    for line in open(path):
+        tid, name, *v = line.split()
+        rows[(name, tid)] = [int(x) for x in v]
+    return rows
+before, after = load(sys.argv[1]), load(sys.argv[2])
+n = int(sys.argv[3] or 1)
+by = collections.defaultdict(lambda: [0, 0, 0])
+for key, v in after.items():
+    b = before.get(key, [0, 0, 0])
+    for i in range(3):
+        by[key[0] + "/" + key[1]][i] += v[i] - b[i]
+print(f"{'thread':<24}{'cpu ms':>9}{'wait ms':>9}{'switches':>10}{'wait us/webhook':>17}")
+for name, (cpu, wait, runs) in sorted(by.items(), key=lambda kv: -kv[1][1]):
+    if cpu or wait:
+        print(f"{name:<24}{cpu / 1e6:>9.0f}{wait / 1e6:>9.0f}{runs:>10}{wait / 1e3 / n:>17.1f}")
 PY
 fi
 if [ -n "${PERF:-}" ]; then

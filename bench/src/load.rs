@@ -68,7 +68,13 @@ pub struct Outcome {
     pub transport_errors: u64,
     /// Latency of 2xx answers, in microseconds.
     pub latency: Histogram<u64>,
+    /// Per [`WINDOW`] of the pass (by when each request was due): 2xx answers and the
+    /// slowest of them in microseconds, to tell a stall from latency spread evenly.
+    pub windows: BTreeMap<u64, (u64, u64)>,
 }
+
+/// The width of [`Outcome::windows`].
+pub const WINDOW: Duration = Duration::from_millis(100);
 
 impl Outcome {
     pub fn ok(&self) -> u64 {
@@ -132,6 +138,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         statuses: BTreeMap::new(),
         transport_errors: 0,
         latency: new_histogram(),
+        windows: BTreeMap::new(),
     };
     for w in workers {
         let part = w.await??;
@@ -140,6 +147,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         }
         outcome.transport_errors += part.transport_errors;
         outcome.latency.add(&part.latency)?;
+        for (window, (n, max)) in part.windows {
+            let merged = outcome.windows.entry(window).or_default();
+            *merged = (merged.0 + n, merged.1.max(max));
+        }
     }
     outcome.elapsed = shared.started.elapsed();
     Ok(outcome)
@@ -157,6 +168,7 @@ async fn worker(shared: Arc<Shared>) -> anyhow::Result<Outcome> {
         statuses: BTreeMap::new(),
         transport_errors: 0,
         latency: new_histogram(),
+        windows: BTreeMap::new(),
     };
     let deadline = match plan.stop {
         Stop::After(d) => Some(shared.started + d),
@@ -205,6 +217,12 @@ async fn worker(shared: Arc<Shared>) -> anyhow::Result<Outcome> {
                 if status.is_success() {
                     let micros = now.duration_since(begin).as_micros() as u64;
                     out.latency.saturating_record(micros.max(1));
+                    let since = begin.duration_since(shared.started);
+                    let window = out
+                        .windows
+                        .entry((since.as_micros() / WINDOW.as_micros()) as u64)
+                        .or_default();
+                    *window = (window.0 + 1, window.1.max(micros));
                 }
                 if status.as_u16() == 202
                     && let Some((every, tx)) = &plan.samples

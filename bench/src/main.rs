@@ -66,6 +66,10 @@ enum Command {
         /// Total requests per second (default: as fast as answered).
         #[arg(long)]
         rate: Option<f64>,
+        /// Also list each 100 ms of the pass whose slowest 2xx answer took longer than
+        /// this (by when the request was due): a stall shows as a run of such windows.
+        #[arg(long)]
+        slow_ms: Option<f64>,
     },
     /// Run the scenarios and report.
     Suite {
@@ -128,6 +132,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             connections,
             seconds,
             rate,
+            slow_ms,
         } => {
             anyhow::ensure!(
                 addr.ip().is_loopback(),
@@ -159,6 +164,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 outcome.ms(0.999),
                 outcome.status_summary()
             );
+            if let Some(limit) = slow_ms {
+                for (window, (answers, max)) in &outcome.windows {
+                    if *max as f64 / 1000.0 > limit {
+                        println!(
+                            "  at {:.1} s: {answers} answers, slowest {:.1} ms",
+                            (*window * load::WINDOW.as_millis() as u64) as f64 / 1000.0,
+                            *max as f64 / 1000.0
+                        );
+                    }
+                }
+            }
             Ok(())
         }
         Command::Suite {
