@@ -12,7 +12,7 @@
 #   SCHED=1   per server thread: CPU time and time spent runnable but waiting for a core
 #             (/proc/PID/task/*/schedstat), in total and per webhook
 #   PGLOCKS=1 sample pg_locks / wait events of the server's backends during the pass
-#   SLOW_MS=N list each 100 ms of the pass whose slowest answer took over N ms
+#   SLOW_MS=N list each 100 ms of the pass with answers slower than N ms
 #   RATE=N    pace the pass at N webhooks/s in total (latency from the scheduled send time)
 #   DELAY_MS=N  the gateway answers after N ms (default 60000: it stalls). With 0, pace
 #             the pass below what the agent runs (HOOKRUN_AGENT_CONCURRENCY is passed on)
@@ -100,20 +100,16 @@ if [ -n "${SCHED:-}" ]; then
   # schedstat: ns on a core, ns runnable and waiting, times scheduled; one row per
   # thread (name/tid), a thread that started during the pass counted from zero.
   python3 - "$D/sched0.txt" "$D/sched1.txt" "$(grep -o 'answers: 202×[0-9]*' "$D/load.out" | grep -o '[0-9]*$')" <<'PY'
-import collections, sys
+import sys
 def load(path):
-    rows = collections.defaultdict(lambda: [0, 0, 0])
+    rows = {}
     for line in open(path):
         tid, name, *v = line.split()
-        rows[(name, tid)] = [int(x) for x in v]
+        rows[f"{name}/{tid}"] = [int(x) for x in v]
     return rows
 before, after = load(sys.argv[1]), load(sys.argv[2])
 n = int(sys.argv[3] or 1)
-by = collections.defaultdict(lambda: [0, 0, 0])
-for key, v in after.items():
-    b = before.get(key, [0, 0, 0])
-    for i in range(3):
-        by[key[0] + "/" + key[1]][i] += v[i] - b[i]
+by = {k: [a - b for a, b in zip(v, before.get(k, [0, 0, 0]))] for k, v in after.items()}
 print(f"{'thread':<24}{'cpu ms':>9}{'wait ms':>9}{'switches':>10}{'wait us/webhook':>17}")
 for name, (cpu, wait, runs) in sorted(by.items(), key=lambda kv: -kv[1][1]):
     if cpu or wait:

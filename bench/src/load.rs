@@ -51,6 +51,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Send the execution id and answer time of every n-th accepted webhook here.
     pub samples: Option<(u64, mpsc::UnboundedSender<Accepted>)>,
+    /// Count the 2xx answers slower than this per [`WINDOW`] ([`Outcome::windows`]).
+    pub slow: Option<Duration>,
 }
 
 /// An accepted webhook: its execution id and when the 202 arrived.
@@ -68,8 +70,9 @@ pub struct Outcome {
     pub transport_errors: u64,
     /// Latency of 2xx answers, in microseconds.
     pub latency: Histogram<u64>,
-    /// Per [`WINDOW`] of the pass (by when each request was due): 2xx answers and the
-    /// slowest of them in microseconds, to tell a stall from latency spread evenly.
+    /// With [`Plan::slow`], per [`WINDOW`] of the pass (by when each request was due)
+    /// that had any: the 2xx answers slower than that and the slowest of them in
+    /// microseconds, to tell a stall from latency spread evenly.
     pub windows: BTreeMap<u64, (u64, u64)>,
 }
 
@@ -217,12 +220,17 @@ async fn worker(shared: Arc<Shared>) -> anyhow::Result<Outcome> {
                 if status.is_success() {
                     let micros = now.duration_since(begin).as_micros() as u64;
                     out.latency.saturating_record(micros.max(1));
-                    let since = begin.duration_since(shared.started);
-                    let window = out
-                        .windows
-                        .entry((since.as_micros() / WINDOW.as_micros()) as u64)
-                        .or_default();
-                    *window = (window.0 + 1, window.1.max(micros));
+                    if plan
+                        .slow
+                        .is_some_and(|slow| micros > slow.as_micros() as u64)
+                    {
+                        let since = begin.duration_since(shared.started);
+                        let window = out
+                            .windows
+                            .entry((since.as_micros() / WINDOW.as_micros()) as u64)
+                            .or_default();
+                        *window = (window.0 + 1, window.1.max(micros));
+                    }
                 }
                 if status.as_u16() == 202
                     && let Some((every, tx)) = &plan.samples

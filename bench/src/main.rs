@@ -66,8 +66,8 @@ enum Command {
         /// Total requests per second (default: as fast as answered).
         #[arg(long)]
         rate: Option<f64>,
-        /// Also list each 100 ms of the pass whose slowest 2xx answer took longer than
-        /// this (by when the request was due): a stall shows as a run of such windows.
+        /// Also list each 100 ms of the pass (by when the requests were due) with 2xx
+        /// answers slower than this many ms: a stall shows as a run of such windows.
         #[arg(long)]
         slow_ms: Option<f64>,
     },
@@ -154,6 +154,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 stop: load::Stop::After(Duration::from_secs_f64(seconds.clamp(0.1, 60.0))),
                 rate,
                 samples: None,
+                slow: slow_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
             })
             .await?;
             println!(
@@ -164,16 +165,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 outcome.ms(0.999),
                 outcome.status_summary()
             );
-            if let Some(limit) = slow_ms {
-                for (window, (answers, max)) in &outcome.windows {
-                    if *max as f64 / 1000.0 > limit {
-                        println!(
-                            "  at {:.1} s: {answers} answers, slowest {:.1} ms",
-                            (*window * load::WINDOW.as_millis() as u64) as f64 / 1000.0,
-                            *max as f64 / 1000.0
-                        );
-                    }
-                }
+            for (window, (slow, max)) in &outcome.windows {
+                println!(
+                    "  at {:.1} s: {slow} answers slower than {} ms, the slowest {:.1} ms",
+                    (window * load::WINDOW.as_millis() as u64) as f64 / 1000.0,
+                    slow_ms.unwrap_or_default(),
+                    *max as f64 / 1000.0
+                );
             }
             Ok(())
         }

@@ -97,6 +97,7 @@ async fn measure(
         stop: Stop::Count(n),
         rate: None,
         samples: None,
+        slow: None,
     })
     .await?;
     let sent_in = started.elapsed();

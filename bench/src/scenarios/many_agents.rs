@@ -184,6 +184,7 @@ async fn send(
         stop: Stop::Count(count),
         rate: None,
         samples: None,
+        slow: None,
     })
     .await?;
     Ok((

@@ -65,6 +65,7 @@ pub async fn webhooks_for(
         stop: Stop::After(length),
         rate,
         samples: None,
+        slow: None,
     })
     .await
 }
@@ -109,6 +110,7 @@ pub async fn healthz_for(
         stop: Stop::After(length),
         rate: None,
         samples: None,
+        slow: None,
     })
     .await
 }

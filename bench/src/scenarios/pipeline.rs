@@ -97,6 +97,7 @@ async fn pass(
         stop,
         rate,
         samples: Some((every, sample_tx)),
+        slow: None,
     };
     let sender = tokio::spawn(async move {
         let outcome = load::run(plan).await;
