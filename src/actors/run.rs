@@ -345,12 +345,13 @@ impl Recorder<'_> {
         let mut batch = Vec::with_capacity(events.len());
         let mut causation = self.state.last_event;
         for (i, event) in events.iter().enumerate() {
-            let step = format!(
-                "{}/{}",
-                self.state.revision + 1 + i as u64,
-                event.event_type()
+            let revision = self.state.revision + 1 + i as u64;
+            let id = step_event_id(
+                self.stream,
+                revision,
+                event.event_type(),
+                self.state.queued_at,
             );
-            let id = step_event_id(self.stream, &step, self.state.queued_at);
             let meta = metadata(self.agent, &self.state.delivery_id, id, Some(causation));
             batch.push(to_new_event(event, &meta)?);
             causation = id;

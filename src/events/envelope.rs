@@ -105,14 +105,15 @@ pub fn fresh_event_id() -> Uuid {
 /// Namespace for the hashed part of step event ids.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_2d0e_8c4a_4f51_9a57_3e1c_0d2b_7a11);
 
-/// The id of a step of a stream that began at `began` (an execution's `queued_at`, as
-/// stored): deterministic, so a retried append of the same step (stream + step key)
-/// carries the same id and is not stored twice; and time-ordered, so it lands near
-/// the end of the event-id index like a fresh id does, not on a random page of it.
-/// It is a UUIDv7 whose timestamp is `began` (milliseconds) and whose other 74 bits
-/// are those of the UUIDv5 of the stream and step.
-pub fn step_event_id(stream: &str, step: &str, began: DateTime<Utc>) -> Uuid {
-    let hashed = Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{stream}/{step}").as_bytes());
+/// The id of the event of type `event_type` at `revision` of a stream that began at
+/// `began` (an execution's `queued_at`, as stored): deterministic, so a retried append
+/// of the same step carries the same id and is not stored twice; and time-ordered, so
+/// it lands near the end of the event-id index like a fresh id does, not on a random
+/// page of it. It is a UUIDv7 whose timestamp is `began` (milliseconds) and whose
+/// other 74 bits are those of the UUIDv5 of `{stream}/{revision}/{event_type}`.
+pub fn step_event_id(stream: &str, revision: u64, event_type: &str, began: DateTime<Utc>) -> Uuid {
+    let step = format!("{stream}/{revision}/{event_type}");
+    let hashed = Uuid::new_v5(&EVENT_ID_NAMESPACE, step.as_bytes());
     let mut rest = [0u8; 10];
     rest.copy_from_slice(&hashed.as_bytes()[6..]);
     let millis = u64::try_from(began.timestamp_millis()).unwrap_or(0);
@@ -143,31 +144,32 @@ mod tests {
     #[test]
     fn a_step_id_is_the_same_for_the_same_step_and_differs_for_another() {
         let began = Utc.timestamp_millis_opt(1_780_000_000_123).unwrap();
-        let id = step_event_id("execution-a", "1/ExecutionStarted", began);
-        assert_eq!(
-            id,
-            step_event_id("execution-a", "1/ExecutionStarted", began)
-        );
-        for (stream, step) in [
-            ("execution-a", "2/ExecutionStarted"),
-            ("execution-a", "1/LlmCalled"),
-            ("execution-b", "1/ExecutionStarted"),
+        let id = step_event_id("execution-a", 1, "ExecutionStarted", began);
+        // Stored ids do not change between builds: the UUIDv5 of
+        // "execution-a/1/ExecutionStarted" in EVENT_ID_NAMESPACE, under the time.
+        assert_eq!(id.to_string(), "019e7044-887b-7219-b48d-6f4f26edfe84");
+        for (stream, revision, event_type) in [
+            ("execution-a", 2, "ExecutionStarted"),
+            ("execution-a", 1, "LlmCalled"),
+            ("execution-b", 1, "ExecutionStarted"),
         ] {
-            assert_ne!(id, step_event_id(stream, step, began), "{stream} {step}");
+            let other = step_event_id(stream, revision, event_type, began);
+            assert_ne!(id, other, "{stream} {revision} {event_type}");
         }
     }
 
     #[test]
     fn a_step_id_sorts_by_the_time_its_stream_began() {
         let began = Utc.timestamp_millis_opt(1_780_000_000_123).unwrap();
-        let id = step_event_id("execution-a", "1/ExecutionStarted", began);
+        let id = step_event_id("execution-a", 1, "ExecutionStarted", began);
         assert_eq!(id.get_version_num(), 7);
         let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
         assert_eq!((secs, nanos / 1_000_000), (1_780_000_000, 123));
         // Across streams and steps, a later start sorts after, also as stored text.
         let later = step_event_id(
             "execution-0",
-            "0/A",
+            0,
+            "A",
             began + chrono::Duration::milliseconds(1),
         );
         assert!(later > id);
