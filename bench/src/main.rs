@@ -10,6 +10,7 @@ mod api;
 mod gateway;
 mod http;
 mod load;
+mod machine;
 mod readmodel;
 mod report;
 mod scenarios;

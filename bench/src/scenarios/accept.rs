@@ -8,13 +8,15 @@
 //! The gateway answers after 60 s here and the agent queue is unbounded, so only the
 //! four executions the agent runs at once proceed and the accept path (verify,
 //! schema, append `ExecutionQueued`, 202) is measured alone; the pipeline scenario
-//! measures everything together.
+//! measures everything together. Beside the paced pass it records how busy the whole
+//! machine was and how much CPU time the hypervisor took ([`crate::machine`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Figures, healthz_for, paced_on_one_thread, webhooks_for};
 use crate::api;
+use crate::machine::CpuTimes;
 use crate::server::{Backend, Gateway, Server};
 
 pub const LEVELS: [usize; 4] = [1, 8, 32, 64];
@@ -78,7 +80,9 @@ async fn measure(ctx: &Ctx, server: &Server) -> anyhow::Result<Figures> {
         "read models caught up after max passes s".into(),
         waited.elapsed().as_secs_f64(),
     ));
+    let cpu_before = CpuTimes::now();
     let paced = paced_on_one_thread(server.addr, &targets, 64, ctx.pass(), half).await?;
+    let cpu = cpu_before.zip(CpuTimes::now());
     let paced2 = webhooks_for(server.addr, &targets, 64, ctx.pass(), Some(half)).await?;
     errors += paced.errors() + paced2.errors();
     figures.push(("half-rate target req/s".into(), half));
@@ -86,6 +90,11 @@ async fn measure(ctx: &Ctx, server: &Server) -> anyhow::Result<Figures> {
     figures.push(("half-rate p50 ms".into(), paced.ms(0.5)));
     figures.push(("half-rate p99 ms".into(), paced.ms(0.99)));
     figures.push(("half-rate p99.9 ms".into(), paced.ms(0.999)));
+    if let Some((before, after)) = cpu {
+        let (busy, stolen) = after.shares_since(&before);
+        figures.push(("half-rate machine CPU busy %".into(), busy));
+        figures.push(("half-rate CPU stolen by the hypervisor %".into(), stolen));
+    }
     figures.push(("half-rate p99 ms, 2 load threads".into(), paced2.ms(0.99)));
     figures.push(("errors".into(), errors as f64));
     Ok(figures)
