@@ -30,5 +30,6 @@ mod rejections;
 mod secret_rotation;
 mod signature_vectors;
 mod storage_layout;
+mod test_databases;
 mod upcast;
 mod webhook_protocols;

@@ -4,8 +4,23 @@
 //! `CREATE DATABASE` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! PostgreSQL tests run unless `HOOKRUN_SKIP_POSTGRES=1`; a skipped test prints a line
 //! starting with `SKIPPED postgres` (CI fails when it sees one).
+//!
+//! The databases are named `hookrun_test_{unix seconds}_{uuid}` and outlive their test
+//! (a failed test's data can be looked at). The first test of a run drops those
+//! created more than [`KEEP_FOR`] ago, so they do not pile up on a machine that runs
+//! the tests again and again.
 
-use sqlx::Connection;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::{Connection, PgConnection};
+
+/// How long a test database is kept after it was created. A run takes minutes.
+pub const KEEP_FOR: Duration = Duration::from_secs(3600);
+
+const PREFIX: &str = "hookrun_test_";
+
+static SWEPT: AtomicBool = AtomicBool::new(false);
 
 pub fn admin_url() -> String {
     std::env::var("HOOKRUN_TEST_POSTGRES_URL")
@@ -32,11 +47,63 @@ pub async fn fresh_database(test: &str) -> Option<String> {
              start it or set HOOKRUN_SKIP_POSTGRES=1"
             )
         });
-    let name = format!("hookrun_test_{}", uuid::Uuid::new_v4().simple());
+    if !SWEPT.swap(true, Ordering::SeqCst) {
+        drop_old_databases(&mut conn, now_secs()).await;
+    }
+    let name = database_name(now_secs());
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("CREATE DATABASE");
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     Some(format!("{base}/{name}"))
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A new test database's name, created at `created` (unix seconds).
+pub fn database_name(created: u64) -> String {
+    format!("{PREFIX}{created}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether `name` is a test database created more than [`KEEP_FOR`] before `now`.
+/// Names of the earlier format (`hookrun_test_{uuid}`, no time) count as old.
+fn is_old(name: &str, now: u64) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    match rest.split_once('_') {
+        Some((created, _)) => created
+            .parse::<u64>()
+            .is_ok_and(|created| created + KEEP_FOR.as_secs() < now),
+        None => rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()),
+    }
+}
+
+/// Drops the old test databases ([`is_old`]) and returns their names. One still in use
+/// (by a run of another checkout, say) is left: `DROP DATABASE` refuses it.
+pub async fn drop_old_databases(conn: &mut PgConnection, now: u64) -> Vec<String> {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(PREFIX)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("list test databases");
+    let mut dropped = Vec::new();
+    for name in names.into_iter().filter(|n| is_old(n, now)) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\"");
+        if sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .is_ok()
+        {
+            dropped.push(name);
+        }
+    }
+    dropped
 }
