@@ -1,8 +1,6 @@
 //! The test databases of earlier runs are dropped once they are old
 //! (`support::pg`), and recent ones are left alone.
 
-use sqlx::Connection;
-
 use super::support::pg;
 
 async fn exists(conn: &mut sqlx::PgConnection, name: &str) -> bool {
@@ -13,26 +11,18 @@ async fn exists(conn: &mut sqlx::PgConnection, name: &str) -> bool {
         .unwrap()
 }
 
-async fn create(conn: &mut sqlx::PgConnection, name: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn old_test_databases_are_dropped_and_recent_ones_kept() {
-    if pg::fresh_database("old_test_databases").await.is_none() {
+    let Some(mut conn) = pg::admin_connection("old_test_databases").await else {
         return;
-    }
-    let mut conn = sqlx::PgConnection::connect(&pg::admin_url()).await.unwrap();
+    };
     let now = pg::now_secs();
     let old = pg::database_name(now - pg::KEEP_FOR.as_secs() - 60);
     let recent = pg::database_name(now - pg::KEEP_FOR.as_secs() + 60);
     let legacy = format!("hookrun_test_{}", uuid::Uuid::new_v4().simple());
     let other = format!("hookrun_other_{}", uuid::Uuid::new_v4().simple());
     for name in [&old, &recent, &legacy, &other] {
-        create(&mut conn, name).await;
+        pg::create_database(&mut conn, name).await;
     }
 
     let dropped = pg::drop_old_databases(&mut conn, now).await;

@@ -30,6 +30,21 @@ pub fn admin_url() -> String {
 /// Creates an empty database with a random name and returns its URL, or `None` (after
 /// printing why) when PostgreSQL tests are switched off.
 pub async fn fresh_database(test: &str) -> Option<String> {
+    let mut conn = admin_connection(test).await?;
+    let now = now_secs();
+    if !SWEPT.swap(true, Ordering::SeqCst) {
+        drop_old_databases(&mut conn, now).await;
+    }
+    let name = database_name(now);
+    create_database(&mut conn, &name).await;
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Some(format!("{base}/{name}"))
+}
+
+/// A connection to the server's admin database, or `None` (after printing why) when
+/// PostgreSQL tests are switched off.
+pub async fn admin_connection(test: &str) -> Option<PgConnection> {
     if std::env::var("HOOKRUN_SKIP_POSTGRES").as_deref() == Ok("1") {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -39,24 +54,20 @@ pub async fn fresh_database(test: &str) -> Option<String> {
         return None;
     }
     let admin = admin_url();
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is needed for {test} but {admin} cannot be reached ({e}); \
+    let conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is needed for {test} but {admin} cannot be reached ({e}); \
              start it or set HOOKRUN_SKIP_POSTGRES=1"
-            )
-        });
-    if !SWEPT.swap(true, Ordering::SeqCst) {
-        drop_old_databases(&mut conn, now_secs()).await;
-    }
-    let name = database_name(now_secs());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
+        )
+    });
+    Some(conn)
+}
+
+pub async fn create_database(conn: &mut PgConnection, name: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(conn)
         .await
         .expect("CREATE DATABASE");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(format!("{base}/{name}"))
 }
 
 pub fn now_secs() -> u64 {
