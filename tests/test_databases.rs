@@ -46,3 +46,16 @@ async fn old_test_databases_are_dropped_and_recent_ones_kept() {
             .unwrap();
     }
 }
+
+#[test]
+fn the_age_check_reads_only_test_names_and_cannot_overflow() {
+    let now = 2_000_000_000;
+    let keep = pg::KEEP_FOR.as_secs();
+    assert!(pg::is_old(&pg::database_name(now - keep - 1), now));
+    assert!(!pg::is_old(&pg::database_name(now - keep), now));
+    // A name from a clock far ahead, or one made by hand, is kept, not a panic.
+    assert!(!pg::is_old(&pg::database_name(u64::MAX), now));
+    assert!(!pg::is_old(&pg::database_name(now - keep - 1), keep / 2));
+    assert!(!pg::is_old("hookrun_test_notanumber_x", now));
+    assert!(!pg::is_old("hookrun_other_1_x", now));
+}

@@ -84,14 +84,14 @@ pub fn database_name(created: u64) -> String {
 
 /// Whether `name` is a test database created more than [`KEEP_FOR`] before `now`.
 /// Names of the earlier format (`hookrun_test_{uuid}`, no time) count as old.
-fn is_old(name: &str, now: u64) -> bool {
+pub fn is_old(name: &str, now: u64) -> bool {
     let Some(rest) = name.strip_prefix(PREFIX) else {
         return false;
     };
     match rest.split_once('_') {
         Some((created, _)) => created
             .parse::<u64>()
-            .is_ok_and(|created| created + KEEP_FOR.as_secs() < now),
+            .is_ok_and(|created| created < now.saturating_sub(KEEP_FOR.as_secs())),
         None => rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()),
     }
 }
