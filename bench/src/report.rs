@@ -47,6 +47,19 @@ impl Results {
         }
     }
 
+    /// Every run's value of the first metric of `scenario`/`backend` that `matches`.
+    fn values(
+        &self,
+        scenario: &str,
+        backend: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<&[f64]> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.backend == backend && matches(&r.metric))
+            .map(|r| r.values.as_slice())
+    }
+
     /// Median over runs of the first metric of `scenario`/`backend` that `matches`.
     pub fn median(
         &self,
@@ -54,10 +67,7 @@ impl Results {
         backend: &str,
         matches: impl Fn(&str) -> bool,
     ) -> Option<f64> {
-        self.rows
-            .iter()
-            .find(|r| r.scenario == scenario && r.backend == backend && matches(&r.metric))
-            .map(|r| median(&r.values))
+        self.values(scenario, backend, matches).map(median)
     }
 
     /// One markdown table per scenario: metric × backend, with PostgreSQL/SQLite ratios.
@@ -124,6 +134,19 @@ pub fn median(values: &[f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The lowest and highest run, ` (lo–hi)`, when there was more than one run and they
+/// differ in print: how far the machine moved the figure between runs.
+fn range(runs: &[f64]) -> String {
+    let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = (fmt(lo), fmt(hi));
+    if runs.len() < 2 || lo == hi {
+        String::new()
+    } else {
+        format!(" ({lo}–{hi})")
     }
 }
 
@@ -269,15 +292,17 @@ pub fn target_table(results: &Results, backends: &[&'static str]) -> String {
     for t in targets() {
         let mut line = format!("| {} |", t.label);
         for b in backends {
-            let cell = match results.median(t.scenario, b, t.metric) {
+            let cell = match results.values(t.scenario, b, t.metric) {
                 None => "not run".to_owned(),
-                Some(v) => {
+                Some(runs) => {
+                    let v = median(runs);
                     let pass = if t.at_least {
                         v >= t.threshold
                     } else {
                         v <= t.threshold
                     };
-                    format!("{} **{}**", fmt(v), if pass { "pass" } else { "FAIL" })
+                    let verdict = if pass { "pass" } else { "FAIL" };
+                    format!("{} **{verdict}**{}", fmt(v), range(runs))
                 }
             };
             let _ = write!(line, " {cell} |");
@@ -317,5 +342,38 @@ mod tests {
         assert!(first.contains("A") && first.contains("## Analysis"));
         let second = splice(Some(&first.replace("(not written yet)", "kept")), "B");
         assert!(second.contains("B") && !second.contains("\nA\n") && second.contains("kept"));
+    }
+
+    #[test]
+    fn targets_show_the_median_verdict_and_the_runs_range() {
+        let mut results = Results::default();
+        for p99 in [16.0, 12.5, 26.3] {
+            results.add("accept", "postgres", vec![("half-rate p99 ms".into(), p99)]);
+        }
+        results.add("accept", "sqlite", vec![("half-rate p99 ms".into(), 19.0)]);
+        for ratio in [0.95, 0.95] {
+            results.add(
+                "many agents",
+                "postgres",
+                vec![("1000 agents / 1 agent".into(), ratio)],
+            );
+        }
+        let table = target_table(&results, &["sqlite", "postgres"]);
+        let line = |label: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(label))
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            line("accept p99"),
+            "| accept p99 ≤ 15 ms at half the max rate (paced from one load thread) \
+             | 19.0 **FAIL** | 16.0 **FAIL** (12.5–26.3) |"
+        );
+        assert_eq!(
+            line("many agents"),
+            "| many agents: spread throughput within 20% of one agent | not run | 0.95 **pass** |"
+        );
     }
 }

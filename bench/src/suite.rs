@@ -65,15 +65,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let tables = results.tables(&names);
     let targets = report::target_table(&results, &names);
-    println!("{tables}\n\n### Targets (medians)\n\n{targets}");
+    println!("{tables}\n\n### Targets (medians; lowest–highest run in brackets)\n\n{targets}");
     let took = began.elapsed().as_secs_f64();
     println!("suite took {took:.0} s");
     if let Some(path) = &opts.out {
         let generated = format!(
-            "{}\n## Targets (medians of {} run{})\n\n{targets}\n## Figures{tables}\n",
+            "{}\n## Targets (medians of {} run{}{})\n\n{targets}\n## Figures{tables}\n",
             header(&opts, took).await,
             opts.runs,
             if opts.runs == 1 { "" } else { "s" },
+            if opts.runs == 1 {
+                ""
+            } else {
+                "; in brackets the lowest and highest run"
+            },
         );
         let existing = std::fs::read_to_string(path).ok();
         std::fs::write(path, report::splice(existing.as_deref(), &generated))?;
