@@ -37,9 +37,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for run in 1..=opts.runs {
         for &scenario in &selected {
             for &backend in &opts.backends {
-                if scenario == "rebuild" && run > 1 {
-                    continue;
-                }
                 let t = Instant::now();
                 eprintln!(
                     "[run {run}/{}] {scenario} on {} …",

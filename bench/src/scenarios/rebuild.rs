@@ -4,8 +4,10 @@
 //! `hookrun projections bench` (the command `scripts/bench-rebuild.sh` runs) seeds the
 //! events of 250,000 finished executions straight into the events table of a fresh
 //! database, then times a full rebuild of the projection: reading, folding, writing the
-//! shadow table, building its indexes and the swap (docs/rebuild-benchmark.md). Seeding
-//! takes longer than the rebuild, so the scenario runs once however many runs are asked.
+//! shadow table, building its indexes and the swap (docs/rebuild-benchmark.md). It runs
+//! in every run like the other scenarios (about 30 s on SQLite and 60 s on PostgreSQL
+//! here, seeding included): one run alone once put PostgreSQL's rate at 46,914 events/s,
+//! half an hour after a run at 77,933.
 
 use anyhow::{Context, bail};
 
