@@ -6,21 +6,21 @@
 //! starting with `SKIPPED postgres` (CI fails when it sees one).
 //!
 //! The databases are named `hookrun_test_{unix seconds}_{uuid}` and outlive their test
-//! (a failed test's data can be looked at). The first test of a run drops those
-//! created more than [`KEEP_FOR`] ago, so they do not pile up on a machine that runs
-//! the tests again and again.
+//! (a failed test's data can be looked at). Before the first one of a run is created,
+//! those created more than [`KEEP_FOR`] ago are dropped ([`sweep_once`]), so they do
+//! not pile up on a machine that runs the tests again and again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::{Connection, PgConnection};
+use tokio::sync::OnceCell;
 
 /// How long a test database is kept after it was created. A run takes minutes.
 pub const KEEP_FOR: Duration = Duration::from_secs(3600);
 
 const PREFIX: &str = "hookrun_test_";
 
-static SWEPT: AtomicBool = AtomicBool::new(false);
+static SWEPT: OnceCell<()> = OnceCell::const_new();
 
 pub fn admin_url() -> String {
     std::env::var("HOOKRUN_TEST_POSTGRES_URL")
@@ -31,11 +31,8 @@ pub fn admin_url() -> String {
 /// printing why) when PostgreSQL tests are switched off.
 pub async fn fresh_database(test: &str) -> Option<String> {
     let mut conn = admin_connection(test).await?;
-    let now = now_secs();
-    if !SWEPT.swap(true, Ordering::SeqCst) {
-        drop_old_databases(&mut conn, now).await;
-    }
-    let name = database_name(now);
+    sweep_once(&mut conn).await;
+    let name = database_name(now_secs());
     create_database(&mut conn, &name).await;
     let admin = admin_url();
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
@@ -70,6 +67,22 @@ pub async fn create_database(conn: &mut PgConnection, name: &str) {
         .expect("CREATE DATABASE");
 }
 
+/// `DROP DATABASE`; refused for a database still in use.
+pub async fn drop_database(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\"")))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Drops the old test databases, once per run: a test that comes while the sweep runs
+/// waits for it, so the sweep never races a test's own databases.
+pub async fn sweep_once(conn: &mut PgConnection) {
+    SWEPT
+        .get_or_init(|| drop_old_databases(conn, now_secs()))
+        .await;
+}
+
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -96,25 +109,16 @@ pub fn is_old(name: &str, now: u64) -> bool {
     }
 }
 
-/// Drops the old test databases ([`is_old`]) and returns their names. One still in use
-/// (by a run of another checkout, say) is left: `DROP DATABASE` refuses it.
-pub async fn drop_old_databases(conn: &mut PgConnection, now: u64) -> Vec<String> {
+/// Drops the old test databases ([`is_old`]). One still in use (by a run of another
+/// checkout, say) is left: `DROP DATABASE` refuses it.
+pub async fn drop_old_databases(conn: &mut PgConnection, now: u64) {
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
             .bind(PREFIX)
             .fetch_all(&mut *conn)
             .await
             .expect("list test databases");
-    let mut dropped = Vec::new();
     for name in names.into_iter().filter(|n| is_old(n, now)) {
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\"");
-        if sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .is_ok()
-        {
-            dropped.push(name);
-        }
+        let _ = drop_database(conn, &name).await;
     }
-    dropped
 }
