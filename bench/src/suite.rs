@@ -21,6 +21,15 @@ pub struct Options {
 
 pub const SCENARIOS: [&str; 5] = ["accept", "pipeline", "fan-in", "many agents", "rebuild"];
 
+/// The targets table's heading: what its figures are.
+fn targets_heading(runs: usize) -> String {
+    if runs == 1 {
+        "Targets (one run)".to_owned()
+    } else {
+        format!("Targets (medians of {runs} runs; in brackets the lowest and highest run)")
+    }
+}
+
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let began = Instant::now();
     let mut results = Results::default();
@@ -62,20 +71,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let tables = results.tables(&names);
     let targets = report::target_table(&results, &names);
-    println!("{tables}\n\n### Targets (medians; lowest–highest run in brackets)\n\n{targets}");
+    let heading = targets_heading(opts.runs);
+    println!("{tables}\n\n### {heading}\n\n{targets}");
     let took = began.elapsed().as_secs_f64();
     println!("suite took {took:.0} s");
     if let Some(path) = &opts.out {
         let generated = format!(
-            "{}\n## Targets (medians of {} run{}{})\n\n{targets}\n## Figures{tables}\n",
+            "{}\n## {heading}\n\n{targets}\n## Figures{tables}\n",
             header(&opts, took).await,
-            opts.runs,
-            if opts.runs == 1 { "" } else { "s" },
-            if opts.runs == 1 {
-                ""
-            } else {
-                "; in brackets the lowest and highest run"
-            },
         );
         let existing = std::fs::read_to_string(path).ok();
         std::fs::write(path, report::splice(existing.as_deref(), &generated))?;
