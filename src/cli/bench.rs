@@ -4,7 +4,9 @@
 //! the rate. `scripts/bench-rebuild.sh` runs it on both backends.
 //!
 //! Each execution is the four events of a successful run (queued, started, LLM called,
-//! succeeded) of one of 100 agents of 10 tenants, one second apart. The seeded rows
+//! succeeded) of one of 100 agents of 10 tenants, one second apart; `--interleave N`
+//! stores an execution's events N executions apart (the seed is written in chunks of
+//! 50,000 executions, so each chunk's last ones end up closer). The seeded rows
 //! carry no hash (they bypass the append path), so `verify --chain` reports them.
 
 use std::time::Instant;
@@ -44,7 +46,7 @@ FROM (
     to_char(timestamp '2026-11-01' + i * interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts
   FROM generate_series($1::bigint, $2::bigint) AS i
 ) x CROSS JOIN generate_series(0, 3) AS r(r)
-ORDER BY x.i, r.r
+ORDER BY x.i + r.r * $3::bigint, r.r
 "#;
 
 const SEED_SQLITE: &str = r#"
@@ -78,10 +80,17 @@ SELECT 'execution-' || x.id, r.r, printf('%08x-%04x-4000-8000-%012x', x.i, r.r, 
     'causation_id', NULL, 'occurred_at', x.ts, 'schema_version', 1),
   x.ts
 FROM x CROSS JOIN r
-ORDER BY x.i, r.r
+ORDER BY x.i + r.r * $3, r.r
 "#;
 
-pub(super) async fn run(settings: Settings, events: u64, name: &str) -> anyhow::Result<()> {
+/// Seeds `events` events (with each execution's spread `interleave` executions apart)
+/// and rebuilds projection `name` (or all of them).
+pub(super) async fn run(
+    settings: Settings,
+    events: u64,
+    name: &str,
+    interleave: u64,
+) -> anyhow::Result<()> {
     let stores = Stores::open(&settings).await?;
     let db = &stores.db;
     // The events are seeded where the event store keeps them; the rebuild reads them
@@ -107,12 +116,14 @@ pub(super) async fn run(settings: Settings, events: u64, name: &str) -> anyhow::
             Db::Postgres(pg) => sqlx::query(SEED_POSTGRES)
                 .bind(first as i64)
                 .bind(last as i64)
+                .bind(interleave as i64)
                 .execute(pg)
                 .await?
                 .rows_affected(),
             Db::Sqlite(s) => sqlx::query(SEED_SQLITE)
                 .bind(first as i64)
                 .bind(last as i64)
+                .bind(interleave as i64)
                 .execute(&s.writer)
                 .await?
                 .rows_affected(),

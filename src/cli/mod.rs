@@ -122,6 +122,10 @@ pub enum ProjectionsCommand {
         /// The projection to rebuild (or `all`).
         #[arg(long, default_value = "agent_test_executions")]
         projection: String,
+        /// Spread each execution's four events this many executions apart, as a busy
+        /// service interleaves them (0: each execution's events back to back).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        interleave: u64,
     },
 }
 
@@ -223,8 +227,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 on_all_cores(async move { projections::rebuild(settings, &name).await }).await
             }
             ProjectionsCommand::Status => projections::status(settings).await,
-            ProjectionsCommand::Bench { events, projection } => {
-                on_all_cores(async move { bench::run(settings, events, &projection).await }).await
+            ProjectionsCommand::Bench {
+                events,
+                projection,
+                interleave,
+            } => {
+                on_all_cores(
+                    async move { bench::run(settings, events, &projection, interleave).await },
+                )
+                .await
             }
         },
         Command::Verify { chain } => verify::run(settings, chain).await,
