@@ -135,15 +135,42 @@ pub async fn fold_into<P: Projection>(
     table: &str,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
+    for (segment, erasure) in split_at_erasures(events) {
+        fold_segment::<P>(tx, table, segment).await?;
+        if let Some((_, tenant)) = erasure {
+            rows::delete_tenant(tx, table, tenant).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A run of events with no `TenantErased` among them, and the erasure right after it
+/// (its position and tenant; `None` for the last run).
+pub type Run<'a> = (&'a [RecordedEvent], Option<(Position, &'a str)>);
+
+/// The runs of events between `TenantErased` events.
+pub fn split_at_erasures(events: &[RecordedEvent]) -> Vec<Run<'_>> {
+    let mut runs = Vec::new();
     let mut start = 0;
     for (i, event) in events.iter().enumerate() {
         if let Some(tenant) = erased_tenant(event) {
-            fold_segment::<P>(tx, table, &events[start..i]).await?;
-            rows::delete_tenant(tx, table, tenant).await?;
+            runs.push((&events[start..i], Some((event.position, tenant))));
             start = i + 1;
         }
     }
-    fold_segment::<P>(tx, table, &events[start..]).await
+    runs.push((&events[start..], None));
+    runs
+}
+
+/// The events `P` folds, decoded, with the key of the row each touches. An event whose
+/// tenant data cannot be opened (its tenant was erased) is skipped: its rows are
+/// deleted when the `TenantErased` that follows it is folded.
+pub fn decode<P: Projection>(events: &[RecordedEvent]) -> Vec<(String, P::Event, &RecordedEvent)> {
+    events
+        .iter()
+        .filter(|e| e.metadata.get(crate::events::sealing::UNREADABLE).is_none())
+        .filter_map(|e| P::decode(e).map(|(key, ev)| (key, ev, e)))
+        .collect()
 }
 
 /// Loads the rows the events touch (one query), folds in memory, writes what changed
@@ -153,13 +180,7 @@ async fn fold_segment<P: Projection>(
     table: &str,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
-    // An event whose tenant data cannot be opened (its tenant was erased) is skipped:
-    // its rows are deleted when the TenantErased that follows it is folded.
-    let decoded: Vec<(String, P::Event, &RecordedEvent)> = events
-        .iter()
-        .filter(|e| e.metadata.get(crate::events::sealing::UNREADABLE).is_none())
-        .filter_map(|e| P::decode(e).map(|(key, ev)| (key, ev, e)))
-        .collect();
+    let decoded = decode::<P>(events);
     if decoded.is_empty() {
         return Ok(());
     }

@@ -11,7 +11,9 @@
 //! - [`any`]: every read model behind one trait object.
 //! - [`runner`]: follows the store for every projection; rebuilds outdated ones on start.
 //!   While they are level, one batch goes into all of them in one transaction (`together`).
-//! - [`rebuild`], [`shadow`]: rebuilding into a shadow table and swapping it in.
+//! - [`rebuild`], [`shadow`]: rebuilding into a shadow table and swapping it in;
+//!   [`behind`]: the rebuild's rows, folded in memory and written behind; [`written`]:
+//!   which rows it has written, so it does not look for the others.
 //! - [`status`]: checkpoints and lag, for `/metrics` and `GET /api/projections`.
 //! - [`sql`], [`rows`]: the SQL all read models share (both backends): the batch
 //!   transaction and checkpoints; the row statements.
@@ -20,6 +22,7 @@ pub mod agents;
 pub mod agents_table;
 pub mod any;
 pub mod batch;
+pub mod behind;
 pub mod daily;
 pub mod executions;
 pub mod executions_table;
@@ -32,6 +35,7 @@ mod shared_reads;
 pub mod sql;
 pub mod status;
 mod together;
+pub mod written;
 
 pub use executions::ExecutionRow;
 pub use model::Projection;

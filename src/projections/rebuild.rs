@@ -5,19 +5,22 @@
 //! move the live checkpoint (with the new version) to where the shadow got.
 //!
 //! Speed: events are read 5,000 at a time by a task that runs one batch ahead of the
-//! writer; each batch is folded in memory and written with one multi-row statement per
-//! table (`unnest` on PostgreSQL) and its checkpoint, in one transaction. An interrupted
-//! rebuild resumes from its shadow's checkpoint.
+//! writer; the writer folds them into rows held in memory and writes the changed rows
+//! behind, 10,000 at a time, with one multi-row statement (`unnest` on PostgreSQL) and
+//! the checkpoint in one transaction (`behind.rs`). An interrupted rebuild resumes from
+//! its shadow's checkpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::batch::{self, Applied, Target};
+use super::batch::{self, Target};
+use super::behind::WriteBehind;
 use super::model::{Projection, Record};
 use super::shadow;
 use super::sql::{self, Tx};
+use super::written::RowsWritten;
 use crate::db::Db;
 use crate::events::{EventStore, Position, RecordedEvent};
 
@@ -129,7 +132,8 @@ pub async fn rebuild<P: Projection>(
 }
 
 /// Replays events into `target` from its checkpoint until it has read everything
-/// visible (or up to `stop`, inclusive). Returns how many events it applied.
+/// visible (or up to `stop`, inclusive), folding them in memory and writing the rows
+/// behind ([`WriteBehind`]). Returns how many events it applied.
 pub async fn fill<P: Projection>(
     store: &Arc<dyn EventStore>,
     db: &Db,
@@ -138,30 +142,43 @@ pub async fn fill<P: Projection>(
     on_batch: impl Fn(u64),
 ) -> anyhow::Result<u64> {
     let mut done = 0u64;
+    let mut raced = false;
     'restart: loop {
         let from = sql::read_checkpoint(db, &target.checkpoint)
             .await?
             .map_or(Position::START, |c| c.position);
+        // A target at the start holds no rows (rows and checkpoint commit together), and
+        // while this writer's flushes find the checkpoint where it left it, it is the
+        // only one writing: it knows every row there. After a race it knows nothing.
+        let written = if from == Position::START && !raced {
+            RowsWritten::from_empty()
+        } else {
+            RowsWritten::unknown()
+        };
+        let mut behind = WriteBehind::<P>::new(from, written);
         let (tx, mut batches) = mpsc::channel(4);
         let reader = tokio::spawn(read_ahead(store.clone(), from, stop, tx));
         let _abort = AbortOnDrop(reader);
         while let Some(read) = batches.recv().await {
-            let (after, events) = read?;
-            match batch::apply_batch::<P>(db, target, after, &events, P::VERSION).await? {
-                Applied::Done(_) => {
-                    done += events.len() as u64;
-                    on_batch(done);
-                }
+            let events = read?;
+            let Some(flushed) = behind.fold(db, target, &events).await? else {
                 // Someone else moved the checkpoint (another rebuilder sharing the
                 // shadow): read again from where it is now.
-                Applied::Raced => continue 'restart,
-            }
+                raced = true;
+                continue 'restart;
+            };
+            done += flushed;
+            on_batch(done + behind.pending());
         }
-        return Ok(done);
+        let Some(flushed) = behind.flush(db, target, None).await? else {
+            raced = true;
+            continue 'restart;
+        };
+        return Ok(done + flushed);
     }
 }
 
-type Read = anyhow::Result<(Position, Vec<RecordedEvent>)>;
+type Read = anyhow::Result<Vec<RecordedEvent>>;
 
 /// Reads batches one ahead of the writer, until a short batch says the end is reached.
 async fn read_ahead(
@@ -186,7 +203,7 @@ async fn read_ahead(
         let Some(last) = events.last().map(|e| e.position) else {
             return;
         };
-        if out.send(Ok((after, events))).await.is_err() {
+        if out.send(Ok(events)).await.is_err() {
             return;
         }
         if !full || reached_stop {

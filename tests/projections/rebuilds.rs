@@ -14,6 +14,7 @@ on_both_backends!(
     a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering,
     a_changed_projection_version_rebuilds_the_read_model_on_start,
     an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over,
+    a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table,
 );
 
 async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backend: Backend) {
@@ -242,4 +243,96 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
             .unwrap();
         assert_eq!(row["output"], GATEWAY_OUTPUT, "{row}");
     }
+}
+
+/// A rebuild folds rows in memory and writes them behind (`projections::behind`),
+/// keeping them one flush longer and never looking for rows it did not write. Here it
+/// flushes after every event of interleaved executions, so an execution's later events
+/// find its row in the table, memory having let it go: the replayed table must still
+/// equal the live one, row for row.
+async fn a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table(backend: Backend) {
+    use hookrun::events::{Position, RecordedEvent};
+    use hookrun::projections::batch::Target;
+    use hookrun::projections::behind::WriteBehind;
+    use hookrun::projections::executions::Executions;
+    use hookrun::projections::written::RowsWritten;
+    use hookrun::projections::{Projection, shadow};
+
+    let Some(app) = spawn_app(backend, "projection_write_behind").await else {
+        return;
+    };
+    app.run_executions("acme", 3).await;
+    app.projector.catch_up().await.unwrap();
+    let db = app.state.db.clone();
+    let target = Target::beside(Executions::NAME, "behind");
+    shadow::prepare(
+        &db,
+        Executions::NAME,
+        "execution_id",
+        &target,
+        Executions::VERSION,
+        false,
+    )
+    .await
+    .unwrap();
+    // As a busy service stores them: the executions' events interleaved, round robin
+    // (renumbered in that order), so each execution's next event comes after the others'.
+    let mut streams: Vec<Vec<RecordedEvent>> = Vec::new();
+    for event in app.all_events().await {
+        match streams
+            .iter_mut()
+            .find(|s| s[0].stream_id == event.stream_id)
+        {
+            Some(stream) => stream.push(event),
+            None => streams.push(vec![event]),
+        }
+    }
+    let longest = streams.iter().map(Vec::len).max().unwrap();
+    let mut all: Vec<RecordedEvent> = (0..longest)
+        .flat_map(|i| streams.iter().filter_map(move |s| s.get(i).cloned()))
+        .collect();
+    for (i, event) in all.iter_mut().enumerate() {
+        event.position = Position {
+            commit: i as u64 + 1,
+            prepare: 0,
+        };
+    }
+    assert!(all.len() >= 12, "three executions of four events or more");
+    let mut behind =
+        WriteBehind::<Executions>::flushing_at(Position::START, RowsWritten::from_empty(), 1);
+    let mut flushed = 0;
+    for event in all.chunks(1) {
+        flushed += behind
+            .fold(&db, &target, event)
+            .await
+            .unwrap()
+            .expect("no race");
+    }
+    flushed += behind
+        .flush(&db, &target, None)
+        .await
+        .unwrap()
+        .expect("no race");
+    assert_eq!(flushed, all.len() as u64, "every event is written once");
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let n: i64 = hookrun::with_db!(&db, |pool| {
+                sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+            });
+            n
+        }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM agent_test_executions__behind").await,
+        3
+    );
+    let differing = "SELECT COUNT(*) FROM (SELECT * FROM agent_test_executions \
+                     EXCEPT SELECT * FROM agent_test_executions__behind) d";
+    assert_eq!(
+        count(differing).await,
+        0,
+        "the replayed rows differ from the live ones"
+    );
+    shadow::drop(&db, &target).await.unwrap();
 }
