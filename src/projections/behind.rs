@@ -5,9 +5,12 @@
 //! row once, with the checkpoint, in one transaction — when [`FLUSH_ROWS`] rows have
 //! changed, before a `TenantErased`, and at the end.
 //!
-//! Rows stay in memory for one flush after they were written (two generations), so an
-//! execution whose events straddle a flush is not loaded again; older ones are loaded
-//! when an event needs them, except those [`RowsWritten`] says were never written.
+//! A flush runs in a task of its own while the next events are folded; the one after
+//! it waits for it. Rows stay in memory until the flush after the one that wrote them
+//! (two generations), so an execution whose events straddle a flush is not loaded
+//! again, and nothing is loaded while the flush that writes it is still running; older
+//! rows are loaded when an event needs them, except those [`RowsWritten`] says were
+//! never written.
 //!
 //! What a flush guarantees is what a batch does (`batch.rs`): it applies only if the
 //! checkpoint is still where the last flush left it, else it reports
@@ -16,6 +19,9 @@
 //! an interrupted rebuild resumes from the last flush.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
 
 use super::batch::{self, Target};
 use super::model::{Projection, Record};
@@ -28,18 +34,23 @@ use crate::events::{Position, RecordedEvent};
 /// Changed rows held before a flush writes them (and as many again kept unchanged).
 pub const FLUSH_ROWS: usize = 10_000;
 
+/// Rows by key (`None`: the row is not, or no longer, in the table).
+type Rows<R> = HashMap<String, Option<R>>;
+
 /// Rows folded ahead of the table they belong to.
 pub struct WriteBehind<P: Projection> {
-    /// Rows changed since the last flush (`None`: the fold removed the row).
-    changed: HashMap<String, Option<P::Row>>,
-    /// Rows as the last flush left them (`None`: not in the table).
-    flushed: HashMap<String, Option<P::Row>>,
+    /// Rows changed since the last flush began.
+    changed: Rows<P::Row>,
+    /// The rows the last flush writes (or wrote).
+    flushed: Arc<Rows<P::Row>>,
+    /// The last flush, if it may still be running: did it apply, and how many events.
+    in_flight: Option<(JoinHandle<anyhow::Result<bool>>, u64)>,
     written: RowsWritten,
-    /// Where the target's checkpoint is: the last event the last flush covered.
+    /// Where the target's checkpoint is once the last flush is done.
     checkpoint: Position,
     /// The last event folded.
     folded: Position,
-    /// Events folded since the last flush.
+    /// Events folded since the last flush began.
     pending: u64,
     flush_rows: usize,
 }
@@ -54,7 +65,8 @@ impl<P: Projection> WriteBehind<P> {
     pub fn flushing_at(from: Position, written: RowsWritten, flush_rows: usize) -> Self {
         WriteBehind {
             changed: HashMap::new(),
-            flushed: HashMap::new(),
+            flushed: Arc::default(),
+            in_flight: None,
             written,
             checkpoint: from,
             folded: from,
@@ -63,20 +75,21 @@ impl<P: Projection> WriteBehind<P> {
         }
     }
 
-    /// Events folded in memory and not yet written.
+    /// Events folded in memory and not yet known to be written.
     pub fn pending(&self) -> u64 {
-        self.pending
+        self.pending + self.in_flight.as_ref().map_or(0, |(_, events)| *events)
     }
 
     /// Folds `events` (the next ones after those folded so far) in memory, flushing as
-    /// it goes. Returns how many events this made durable, or `None` if a flush raced.
+    /// it goes. Returns how many events are now known to be written, or `None` if a
+    /// flush found the checkpoint moved.
     pub async fn fold(
         &mut self,
         db: &Db,
         target: &Target,
         events: &[RecordedEvent],
     ) -> anyhow::Result<Option<u64>> {
-        let mut flushed = 0;
+        let mut written = 0;
         for (run, erasure) in batch::split_at_erasures(events) {
             self.fold_run(db, &target.table, run).await?;
             if let Some((position, _)) = erasure {
@@ -84,57 +97,86 @@ impl<P: Projection> WriteBehind<P> {
                 self.folded = position;
                 self.pending += 1;
             }
-            if erasure.is_some() || self.changed.len() >= self.flush_rows {
-                let erased = erasure.map(|(_, tenant)| tenant);
-                let Some(n) = self.flush(db, target, erased).await? else {
-                    return Ok(None);
-                };
-                flushed += n;
-            }
+            let erased = erasure.map(|(_, tenant)| tenant);
+            let flushed = if erased.is_some() {
+                self.flush(db, target, erased).await?
+            } else if self.changed.len() >= self.flush_rows {
+                self.start_flush(db, target).await?
+            } else {
+                Some(0)
+            };
+            let Some(n) = flushed else {
+                return Ok(None);
+            };
+            written += n;
         }
-        Ok(Some(flushed))
+        Ok(Some(written))
     }
 
-    /// Writes the rows changed since the last flush and moves the checkpoint to the
-    /// last event folded (after deleting `erased`'s rows, if given). Returns how many
-    /// events it made durable, or `None` if the checkpoint had moved.
+    /// Writes every row folded so far, with the checkpoint at the last event folded
+    /// (after deleting `erased`'s rows, if given), and waits for it. Returns how many
+    /// events this wrote, or `None` if the checkpoint had moved.
     pub async fn flush(
         &mut self,
         db: &Db,
         target: &Target,
         erased: Option<&str>,
     ) -> anyhow::Result<Option<u64>> {
-        if self.folded == self.checkpoint {
-            return Ok(Some(0));
-        }
-        let mut tx = Tx::begin_relaxed(db, &[&target.checkpoint]).await?;
-        let current = sql::read_checkpoint_in(&mut tx, &target.checkpoint)
-            .await?
-            .map_or(Position::START, |c| c.position);
-        if current != self.checkpoint {
-            return Ok(None); // rolled back on drop
-        }
-        let mut upserts: Vec<&P::Row> = self.changed.values().flatten().collect();
-        upserts.sort_unstable_by(|a, b| a.key().cmp(b.key())); // stable lock order
-        let deletes: Vec<&str> = (self.changed.iter())
-            .filter(|(key, row)| row.is_none() && self.written.may_exist(key))
-            .map(|(key, _)| key.as_str())
-            .collect();
-        rows::upsert_rows(&mut tx, &target.table, &upserts).await?;
-        rows::delete_keys::<P::Row>(&mut tx, &target.table, &deletes).await?;
-        if let Some(tenant) = erased {
-            rows::delete_tenant(&mut tx, &target.table, tenant).await?;
-        }
-        sql::advance_checkpoint(&mut tx, &target.checkpoint, self.folded, P::VERSION).await?;
-        tx.commit().await?;
-        self.written.record(upserts.iter().map(|row| row.key()));
-        self.checkpoint = self.folded;
-        self.flushed = std::mem::take(&mut self.changed);
+        let Some(before) = self.settle().await? else {
+            return Ok(None);
+        };
+        self.spawn_flush(db, target, erased);
         if erased.is_some() {
             // Rows of the erased tenant are gone: forget every row rather than sort.
-            self.flushed.clear();
+            self.flushed = Arc::default();
         }
-        Ok(Some(std::mem::take(&mut self.pending)))
+        Ok(self.settle().await?.map(|n| n + before))
+    }
+
+    /// Waits for the last flush, then starts the next one without waiting for it.
+    async fn start_flush(&mut self, db: &Db, target: &Target) -> anyhow::Result<Option<u64>> {
+        let settled = self.settle().await?;
+        if settled.is_some() {
+            self.spawn_flush(db, target, None);
+        }
+        Ok(settled)
+    }
+
+    /// Waits for the flush in flight: how many events it wrote, `None` if it raced.
+    async fn settle(&mut self) -> anyhow::Result<Option<u64>> {
+        let Some((task, events)) = self.in_flight.take() else {
+            return Ok(Some(0));
+        };
+        Ok(task.await??.then_some(events))
+    }
+
+    fn spawn_flush(&mut self, db: &Db, target: &Target, erased: Option<&str>) {
+        if self.folded == self.checkpoint {
+            return;
+        }
+        let rows = Arc::new(std::mem::take(&mut self.changed));
+        let deletes: Vec<String> = (rows.iter())
+            .filter(|(key, row)| row.is_none() && self.written.may_exist(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        self.written.record(
+            rows.iter()
+                .filter(|(_, row)| row.is_some())
+                .map(|(key, _)| key.as_str()),
+        );
+        let flush = Flush {
+            db: db.clone(),
+            target: target.clone(),
+            rows: rows.clone(),
+            deletes,
+            erased: erased.map(str::to_owned),
+            from: self.checkpoint,
+            to: self.folded,
+            version: P::VERSION,
+        };
+        self.in_flight = Some((tokio::spawn(flush.run()), std::mem::take(&mut self.pending)));
+        self.checkpoint = self.folded;
+        self.flushed = rows;
     }
 
     async fn fold_run(
@@ -157,25 +199,64 @@ impl<P: Projection> WriteBehind<P> {
             .collect();
         missing.sort_unstable();
         missing.dedup();
+        let mut stored: HashMap<String, P::Row> = HashMap::new();
         if !missing.is_empty() {
+            // Rows not in memory were written by a flush that is done: the one in
+            // flight writes only rows still in `flushed`.
             let mut tx = Tx::begin_relaxed(db, &[]).await?;
-            let mut stored: HashMap<String, P::Row> =
-                rows::load_rows(&mut tx, table, &missing).await?;
-            drop(tx); // only read
-            for key in missing {
-                let row = stored.remove(key);
-                self.flushed.insert(key.to_owned(), row);
-            }
+            stored = rows::load_rows(&mut tx, table, &missing).await?;
         }
         for (key, event, recorded) in decoded {
             let row = match self.changed.remove(&key) {
                 Some(row) => row,
-                None => self.flushed.remove(&key).flatten(),
+                None => match stored.remove(&key) {
+                    Some(row) => Some(row),
+                    None => self.flushed.get(&key).cloned().flatten(),
+                },
             };
             self.changed.insert(key, P::apply(row, event, recorded));
         }
         self.folded = last.position;
         self.pending += run.len() as u64;
         Ok(())
+    }
+}
+
+/// One flush, run by a task of its own.
+struct Flush<R: Record> {
+    db: Db,
+    target: Target,
+    rows: Arc<Rows<R>>,
+    deletes: Vec<String>,
+    erased: Option<String>,
+    /// Where the checkpoint must be for the flush to apply, and where it moves it.
+    from: Position,
+    to: Position,
+    version: u32,
+}
+
+impl<R: Record> Flush<R> {
+    /// Whether it applied (false: the checkpoint had moved, nothing was written).
+    async fn run(self) -> anyhow::Result<bool> {
+        let checkpoint = &self.target.checkpoint;
+        let mut tx = Tx::begin_relaxed(&self.db, &[checkpoint]).await?;
+        let current = sql::read_checkpoint_in(&mut tx, checkpoint)
+            .await?
+            .map_or(Position::START, |c| c.position);
+        if current != self.from {
+            return Ok(false); // rolled back on drop
+        }
+        let table = &self.target.table;
+        let mut upserts: Vec<&R> = self.rows.values().flatten().collect();
+        upserts.sort_unstable_by(|a, b| a.key().cmp(b.key())); // stable lock order
+        let deletes: Vec<&str> = self.deletes.iter().map(String::as_str).collect();
+        rows::upsert_rows(&mut tx, table, &upserts).await?;
+        rows::delete_keys::<R>(&mut tx, table, &deletes).await?;
+        if let Some(tenant) = &self.erased {
+            rows::delete_tenant(&mut tx, table, tenant).await?;
+        }
+        sql::advance_checkpoint(&mut tx, checkpoint, self.to, self.version).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
