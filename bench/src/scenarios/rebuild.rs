@@ -8,8 +8,8 @@
 //! events of 250,000 finished executions straight into the events table of a fresh
 //! database, then times a full rebuild of the projection: reading, folding, writing the
 //! shadow table, building its indexes and the swap (docs/rebuild-benchmark.md). Like
-//! every scenario it runs in each run of the suite (per layout ~30 s on SQLite and
-//! ~60 s on PostgreSQL here, seeding included): one run's rate is too noisy to judge
+//! every scenario it runs in each run of the suite (both layouts ~35 s on SQLite and
+//! ~65 s on PostgreSQL here, seeding included): one run's rate is too noisy to judge
 //! alone.
 
 use anyhow::{Context, bail};
