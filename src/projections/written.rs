@@ -1,9 +1,8 @@
 //! Which rows a writer may already have put in a table. A rebuild fills a shadow table
-//! that was empty when it began, and nothing else writes it meanwhile (a batch applies
-//! only if the checkpoint is still where this writer left it, `batch.rs`), so a row
-//! whose key it never wrote is not there: the batch that brings such a key's first
-//! event need not ask the database for it. In a full rebuild that is every row's first
-//! event, and all of a batch's loads when each execution's events are close together.
+//! that was empty when it began, and nothing else writes it meanwhile (a flush applies
+//! only if the checkpoint is still where this writer left it, `behind.rs`), so a row
+//! whose key it never wrote is not there: the event that brings such a key need not
+//! ask the database for it. In a full rebuild that is every row's first event.
 //!
 //! The keys are kept as 64-bit hashes: two keys with one hash only cost a needless
 //! load. Past [`MAX_KEYS`] (about 40 MiB) the writer stops keeping them and loads every
