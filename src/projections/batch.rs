@@ -71,17 +71,36 @@ pub async fn apply_batch<P: Projection>(
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(Applied::Done(after));
     };
-    let mut tx = Tx::begin_relaxed(db, &[&target.checkpoint]).await?;
-    let current = sql::read_checkpoint_in(&mut tx, &target.checkpoint)
-        .await?
-        .map_or(Position::START, |c| c.position);
-    if current != after {
-        return Ok(Applied::Raced); // rolled back on drop
-    }
+    let Some(mut tx) = begin_at(db, target, after).await? else {
+        return Ok(Applied::Raced);
+    };
     fold_into::<P>(&mut tx, &target.table, events).await?;
     sql::advance_checkpoint(&mut tx, &target.checkpoint, last, version).await?;
     tx.commit().await?;
     Ok(Applied::Done(last))
+}
+
+/// Begins a batch's transaction on `target`, holding its checkpoint's lock, if the
+/// checkpoint is still at `after`; `None` if another writer moved it.
+pub async fn begin_at(db: &Db, target: &Target, after: Position) -> anyhow::Result<Option<Tx>> {
+    let mut tx = Tx::begin_relaxed(db, &[&target.checkpoint]).await?;
+    let current = sql::read_checkpoint_in(&mut tx, &target.checkpoint)
+        .await?
+        .map_or(Position::START, |c| c.position);
+    Ok((current == after).then_some(tx)) // otherwise rolled back on drop
+}
+
+/// Writes the changed rows (in key order: a stable lock order) and deletes `deletes`.
+pub async fn write_changes<R: Record>(
+    tx: &mut Tx,
+    table: &str,
+    mut upserts: Vec<&R>,
+    deletes: &[&str],
+) -> anyhow::Result<()> {
+    upserts.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+    rows::upsert_rows(tx, table, &upserts).await?;
+    rows::delete_keys::<R>(tx, table, deletes).await?;
+    Ok(())
 }
 
 /// Reads one batch after the target's checkpoint (up to `stop`, inclusive, if given) and
@@ -146,10 +165,10 @@ pub async fn fold_into<P: Projection>(
 
 /// A run of events with no `TenantErased` among them, and the erasure right after it
 /// (its position and tenant; `None` for the last run).
-pub type Run<'a> = (&'a [RecordedEvent], Option<(Position, &'a str)>);
+pub(super) type Run<'a> = (&'a [RecordedEvent], Option<(Position, &'a str)>);
 
 /// The runs of events between `TenantErased` events.
-pub fn split_at_erasures(events: &[RecordedEvent]) -> Vec<Run<'_>> {
+pub(super) fn split_at_erasures(events: &[RecordedEvent]) -> Vec<Run<'_>> {
     let mut runs = Vec::new();
     let mut start = 0;
     for (i, event) in events.iter().enumerate() {
@@ -165,7 +184,9 @@ pub fn split_at_erasures(events: &[RecordedEvent]) -> Vec<Run<'_>> {
 /// The events `P` folds, decoded, with the key of the row each touches. An event whose
 /// tenant data cannot be opened (its tenant was erased) is skipped: its rows are
 /// deleted when the `TenantErased` that follows it is folded.
-pub fn decode<P: Projection>(events: &[RecordedEvent]) -> Vec<(String, P::Event, &RecordedEvent)> {
+pub(super) fn decode<P: Projection>(
+    events: &[RecordedEvent],
+) -> Vec<(String, P::Event, &RecordedEvent)> {
     events
         .iter()
         .filter(|e| e.metadata.get(crate::events::sealing::UNREADABLE).is_none())
@@ -216,8 +237,5 @@ async fn fold_segment<P: Projection>(
             _ => {}
         }
     }
-    upserts.sort_unstable_by(|a, b| a.key().cmp(b.key())); // stable lock order
-    rows::upsert_rows(tx, table, &upserts).await?;
-    rows::delete_keys::<P::Row>(tx, table, &deletes).await?;
-    Ok(())
+    write_changes(tx, table, upserts, &deletes).await
 }

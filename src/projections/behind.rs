@@ -25,9 +25,9 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use super::batch::{self, Target};
-use super::model::{Projection, Record};
+use super::model::Projection;
 use super::rows;
-use super::sql::{self, Tx};
+use super::sql;
 use super::written::RowsWritten;
 use crate::db::Db;
 use crate::events::{Position, RecordedEvent};
@@ -165,7 +165,7 @@ impl<P: Projection> WriteBehind<P> {
                 .filter(|(_, row)| row.is_some())
                 .map(|(key, _)| key.as_str()),
         );
-        let flush = Flush {
+        let flush = Flush::<P> {
             db: db.clone(),
             target: target.clone(),
             rows: rows.clone(),
@@ -173,7 +173,6 @@ impl<P: Projection> WriteBehind<P> {
             erased: erased.map(str::to_owned),
             from: self.checkpoint,
             to: self.folded,
-            version: P::VERSION,
         };
         self.in_flight = Some((tokio::spawn(flush.run()), std::mem::take(&mut self.pending)));
         self.checkpoint = self.folded;
@@ -200,13 +199,9 @@ impl<P: Projection> WriteBehind<P> {
             .collect();
         missing.sort_unstable();
         missing.dedup();
-        let mut stored: HashMap<String, P::Row> = HashMap::new();
-        if !missing.is_empty() {
-            // Rows not in memory were written by a flush that is done: the one in
-            // flight writes only rows still in `flushed`.
-            let mut tx = Tx::begin_relaxed(db, &[]).await?;
-            stored = rows::load_rows(&mut tx, table, &missing).await?;
-        }
+        // Rows not in memory were written by a flush that is done: the one in flight
+        // writes only rows still in `flushed`. So a plain read finds them.
+        let mut stored: HashMap<String, P::Row> = rows::read_rows(db, table, &missing).await?;
         for (key, event, recorded) in decoded {
             let row = match self.changed.remove(&key) {
                 Some(row) => row,
@@ -224,39 +219,31 @@ impl<P: Projection> WriteBehind<P> {
 }
 
 /// One flush, run by a task of its own.
-struct Flush<R: Record> {
+struct Flush<P: Projection> {
     db: Db,
     target: Target,
-    rows: Arc<Rows<R>>,
+    rows: Arc<Rows<P::Row>>,
     deletes: Vec<String>,
     erased: Option<String>,
     /// Where the checkpoint must be for the flush to apply, and where it moves it.
     from: Position,
     to: Position,
-    version: u32,
 }
 
-impl<R: Record> Flush<R> {
+impl<P: Projection> Flush<P> {
     /// Whether it applied (false: the checkpoint had moved, nothing was written).
     async fn run(self) -> anyhow::Result<bool> {
-        let checkpoint = &self.target.checkpoint;
-        let mut tx = Tx::begin_relaxed(&self.db, &[checkpoint]).await?;
-        let current = sql::read_checkpoint_in(&mut tx, checkpoint)
-            .await?
-            .map_or(Position::START, |c| c.position);
-        if current != self.from {
-            return Ok(false); // rolled back on drop
-        }
+        let Some(mut tx) = batch::begin_at(&self.db, &self.target, self.from).await? else {
+            return Ok(false);
+        };
         let table = &self.target.table;
-        let mut upserts: Vec<&R> = self.rows.values().flatten().collect();
-        upserts.sort_unstable_by(|a, b| a.key().cmp(b.key())); // stable lock order
+        let upserts: Vec<&P::Row> = self.rows.values().flatten().collect();
         let deletes: Vec<&str> = self.deletes.iter().map(String::as_str).collect();
-        rows::upsert_rows(&mut tx, table, &upserts).await?;
-        rows::delete_keys::<R>(&mut tx, table, &deletes).await?;
+        batch::write_changes(&mut tx, table, upserts, &deletes).await?;
         if let Some(tenant) = &self.erased {
             rows::delete_tenant(&mut tx, table, tenant).await?;
         }
-        sql::advance_checkpoint(&mut tx, checkpoint, self.to, self.version).await?;
+        sql::advance_checkpoint(&mut tx, &self.target.checkpoint, self.to, P::VERSION).await?;
         tx.commit().await?;
         Ok(true)
     }

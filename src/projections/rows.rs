@@ -48,9 +48,33 @@ pub fn decode_postgres<R: Record>(row: &PgRow) -> Result<R, sqlx::Error> {
     decode_cells!(row, R)
 }
 
-/// The stored rows with these keys, by key.
+/// The stored rows with these keys, by key, read in the batch's transaction.
 pub async fn load_rows<R: Record>(
     tx: &mut Tx,
+    table: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, R>, sqlx::Error> {
+    match tx {
+        Tx::Sqlite(t) => select_sqlite(&mut **t, table, keys).await,
+        Tx::Postgres(t) => select_postgres(&mut **t, table, keys).await,
+    }
+}
+
+/// The stored rows with these keys, by key, read outside any transaction (on SQLite
+/// from the read pool: the one writer is not taken).
+pub async fn read_rows<R: Record>(
+    db: &Db,
+    table: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, R>, sqlx::Error> {
+    match db {
+        Db::Sqlite(s) => select_sqlite(&s.reader, table, keys).await,
+        Db::Postgres(pg) => select_postgres(pg, table, keys).await,
+    }
+}
+
+async fn select_sqlite<'c, R: Record>(
+    conn: impl sqlx::SqliteExecutor<'c>,
     table: &str,
     keys: &[&str],
 ) -> Result<HashMap<String, R>, sqlx::Error> {
@@ -58,33 +82,38 @@ pub async fn load_rows<R: Record>(
         return Ok(HashMap::new());
     }
     let (columns, key) = (column_list::<R>(), key_column::<R>());
-    let rows: Vec<R> = match tx {
-        Tx::Sqlite(t) => {
-            let sql = format!(
-                "SELECT {columns} FROM \"{table}\" WHERE \"{key}\" IN (SELECT value FROM json_each($1))"
-            );
-            let keys = serde_json::to_string(keys).expect("strings serialize");
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(keys)
-                .fetch_all(&mut **t)
-                .await?
-                .iter()
-                .map(decode_sqlite::<R>)
-                .collect::<Result<_, _>>()?
-        }
-        Tx::Postgres(t) => {
-            let sql =
-                format!("SELECT {columns} FROM \"{table}\" WHERE \"{key}\" = ANY($1::text[])");
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(keys)
-                .fetch_all(&mut **t)
-                .await?
-                .iter()
-                .map(decode_postgres::<R>)
-                .collect::<Result<_, _>>()?
-        }
-    };
-    Ok(rows.into_iter().map(|r| (r.key().to_owned(), r)).collect())
+    let sql = format!(
+        "SELECT {columns} FROM \"{table}\" WHERE \"{key}\" IN (SELECT value FROM json_each($1))"
+    );
+    let keys = serde_json::to_string(keys).expect("strings serialize");
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(keys)
+        .fetch_all(conn)
+        .await?;
+    by_key(rows.iter().map(decode_sqlite::<R>))
+}
+
+async fn select_postgres<'c, R: Record>(
+    conn: impl sqlx::PgExecutor<'c>,
+    table: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, R>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (columns, key) = (column_list::<R>(), key_column::<R>());
+    let sql = format!("SELECT {columns} FROM \"{table}\" WHERE \"{key}\" = ANY($1::text[])");
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(keys)
+        .fetch_all(conn)
+        .await?;
+    by_key(rows.iter().map(decode_postgres::<R>))
+}
+
+fn by_key<R: Record>(
+    rows: impl Iterator<Item = Result<R, sqlx::Error>>,
+) -> Result<HashMap<String, R>, sqlx::Error> {
+    rows.map(|r| r.map(|r| (r.key().to_owned(), r))).collect()
 }
 
 /// Inserts or replaces `rows` (keys must be distinct).

@@ -9,7 +9,7 @@
 //! key, as a writer that does not know the table does.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
 /// Keys kept before giving up (a table of this many `u64`s takes about 38 MiB).
 pub const MAX_KEYS: usize = 3_500_000;
@@ -17,8 +17,8 @@ pub const MAX_KEYS: usize = 3_500_000;
 /// The keys a writer has written to a table it has seen from empty, or nothing known.
 #[derive(Debug)]
 pub struct RowsWritten {
+    /// Hashes of the keys written, by the set's own hasher; `None`: nothing known.
     keys: Option<HashSet<u64>>,
-    hasher: RandomState,
     cap: usize,
 }
 
@@ -31,25 +31,20 @@ impl RowsWritten {
     fn capped(cap: usize) -> Self {
         RowsWritten {
             keys: Some(HashSet::new()),
-            hasher: RandomState::new(),
             cap,
         }
     }
 
     /// For a table whose rows are not known: every key may be there.
     pub fn unknown() -> Self {
-        RowsWritten {
-            keys: None,
-            hasher: RandomState::new(),
-            cap: 0,
-        }
+        RowsWritten { keys: None, cap: 0 }
     }
 
     /// False only for a key this writer certainly never wrote to the table it watched.
     pub fn may_exist(&self, key: &str) -> bool {
         self.keys
             .as_ref()
-            .is_none_or(|keys| keys.contains(&self.hasher.hash_one(key)))
+            .is_none_or(|keys| keys.contains(&keys.hasher().hash_one(key)))
     }
 
     /// Notes the keys of rows about to be written (an upsert that then fails leaves
@@ -58,7 +53,8 @@ impl RowsWritten {
         let Some(keys) = &mut self.keys else {
             return;
         };
-        keys.extend(written.into_iter().map(|k| self.hasher.hash_one(k)));
+        let hasher = keys.hasher().clone();
+        keys.extend(written.into_iter().map(|k| hasher.hash_one(k)));
         if keys.len() > self.cap {
             self.keys = None;
         }
