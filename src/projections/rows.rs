@@ -81,15 +81,9 @@ async fn select_sqlite<'c, R: Record>(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let (columns, key) = (column_list::<R>(), key_column::<R>());
-    let sql = format!(
-        "SELECT {columns} FROM \"{table}\" WHERE \"{key}\" IN (SELECT value FROM json_each($1))"
-    );
+    let sql = select_by_keys::<R>(table, "IN (SELECT value FROM json_each($1))");
     let keys = serde_json::to_string(keys).expect("strings serialize");
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(keys)
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(sql).bind(keys).fetch_all(conn).await?;
     by_key(rows.iter().map(decode_sqlite::<R>))
 }
 
@@ -101,13 +95,17 @@ async fn select_postgres<'c, R: Record>(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let (columns, key) = (column_list::<R>(), key_column::<R>());
-    let sql = format!("SELECT {columns} FROM \"{table}\" WHERE \"{key}\" = ANY($1::text[])");
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(keys)
-        .fetch_all(conn)
-        .await?;
+    let sql = select_by_keys::<R>(table, "= ANY($1::text[])");
+    let rows = sqlx::query(sql).bind(keys).fetch_all(conn).await?;
     by_key(rows.iter().map(decode_postgres::<R>))
+}
+
+/// `SELECT` of `R`'s columns from `table` where the key `matches` the keys in `$1`.
+fn select_by_keys<R: Record>(table: &str, matches: &str) -> AssertSqlSafe<String> {
+    let (columns, key) = (column_list::<R>(), key_column::<R>());
+    AssertSqlSafe(format!(
+        "SELECT {columns} FROM \"{table}\" WHERE \"{key}\" {matches}"
+    ))
 }
 
 fn by_key<R: Record>(
