@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use super::model::{Projection, Record};
 use super::rows;
 use super::sql::{self, Tx};
+use super::writes::Writes;
 use crate::db::Db;
 use crate::events::tenant::erased_tenant;
 use crate::events::{EventStore, Position, RecordedEvent};
@@ -90,17 +91,15 @@ pub async fn begin_at(db: &Db, target: &Target, after: Position) -> anyhow::Resu
     Ok((current == after).then_some(tx)) // otherwise rolled back on drop
 }
 
-/// Writes the changed rows (in key order: a stable lock order) and deletes `deletes`.
-pub async fn write_changes<R: Record>(
-    tx: &mut Tx,
+/// The changed rows' writes (upserts in key order: a stable lock order), then deletes.
+pub fn changes<R: Record>(
+    writes: Writes,
     table: &str,
     mut upserts: Vec<&R>,
     deletes: &[&str],
-) -> anyhow::Result<()> {
+) -> Writes {
     upserts.sort_unstable_by(|a, b| a.key().cmp(b.key()));
-    rows::upsert_rows(tx, table, &upserts).await?;
-    rows::delete_keys::<R>(tx, table, deletes).await?;
-    Ok(())
+    writes.upsert(table, &upserts).delete::<R>(table, deletes)
 }
 
 /// Reads one batch after the target's checkpoint (up to `stop`, inclusive, if given) and
@@ -237,5 +236,8 @@ async fn fold_segment<P: Projection>(
             _ => {}
         }
     }
-    write_changes(tx, table, upserts, &deletes).await
+    changes(Writes::within(tx), table, upserts, &deletes)
+        .run(tx)
+        .await?;
+    Ok(())
 }

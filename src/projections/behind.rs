@@ -17,10 +17,12 @@
 //! and the caller starts again from the checkpoint. The shadow is served to no one, so
 //! its checkpoint lagging the events folded in memory is harmless: an interrupted
 //! rebuild resumes from the last flush. On SQLite a flush holds the one writer while it
-//! writes its rows: up to 10,000, where a 5,000-event batch wrote at most 5,000.
+//! writes its rows: up to 10,000, where a 5,000-event batch wrote at most 5,000. So a
+//! flush builds its statements first and then begins its transaction (`writes.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::task::JoinHandle;
 
@@ -28,6 +30,7 @@ use super::batch::{self, Target};
 use super::model::Projection;
 use super::rows;
 use super::sql;
+use super::writes::Writes;
 use super::written::RowsWritten;
 use crate::db::Db;
 use crate::events::{Position, RecordedEvent};
@@ -233,18 +236,32 @@ struct Flush<P: Projection> {
 impl<P: Projection> Flush<P> {
     /// Whether it applied (false: the checkpoint had moved, nothing was written).
     async fn run(self) -> anyhow::Result<bool> {
-        let Some(mut tx) = batch::begin_at(&self.db, &self.target, self.from).await? else {
-            return Ok(false);
-        };
+        let started = Instant::now();
         let table = &self.target.table;
         let upserts: Vec<&P::Row> = self.rows.values().flatten().collect();
         let deletes: Vec<&str> = self.deletes.iter().map(String::as_str).collect();
-        batch::write_changes(&mut tx, table, upserts, &deletes).await?;
+        // Built before the transaction begins: on SQLite it holds the one writer.
+        let writes = batch::changes(Writes::on(&self.db), table, upserts, &deletes);
+        let built = Instant::now();
+        let Some(mut tx) = batch::begin_at(&self.db, &self.target, self.from).await? else {
+            return Ok(false);
+        };
+        let began = Instant::now();
+        writes.run(&mut tx).await?;
         if let Some(tenant) = &self.erased {
             rows::delete_tenant(&mut tx, table, tenant).await?;
         }
         sql::advance_checkpoint(&mut tx, &self.target.checkpoint, self.to, P::VERSION).await?;
         tx.commit().await?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            table,
+            rows = self.rows.len(),
+            build_ms = ms(built - started),
+            wait_ms = ms(began - built),
+            held_ms = ms(began.elapsed()),
+            "rebuild flush written"
+        );
         Ok(true)
     }
 }

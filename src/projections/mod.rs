@@ -35,6 +35,7 @@ mod shared_reads;
 pub mod sql;
 pub mod status;
 mod together;
+pub mod writes;
 pub mod written;
 
 pub use executions::ExecutionRow;
