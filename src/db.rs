@@ -164,6 +164,9 @@ impl Db {
     }
 }
 
+/// Read connections to a SQLite file.
+const READERS: u32 = 4;
+
 async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteDb> {
     let options = options
         .create_if_missing(true)
@@ -197,6 +200,12 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
     let writer = SqlitePoolOptions::new()
         // One connection: the flag below is about that one.
         .max_connections(1)
+        .min_connections(1)
+        // Each connection is a thread, and a thread inherits the priority of the one
+        // that starts it: connections are opened here, by the service, and kept, so
+        // that a rebuild at the lowest priority never opens one (`projections/aside.rs`).
+        .max_lifetime(None)
+        .idle_timeout(None)
         // No ping before each use: an embedded connection does not go stale, and every
         // event-store batch and read-model pass would pay one more round trip to
         // SQLite's worker thread on the one writer.
@@ -219,7 +228,10 @@ async fn connect_sqlite(options: SqliteConnectOptions) -> anyhow::Result<SqliteD
         .await
         .context("Failed to open the SQLite database")?;
     let reader = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(READERS)
+        .min_connections(READERS) // opened here and kept, as the writer's
+        .max_lifetime(None)
+        .idle_timeout(None)
         .test_before_acquire(false) // as the writer's
         .connect_with(options.read_only(true))
         .await
@@ -388,6 +400,25 @@ mod tests {
 
     /// The writer keeps statement journals in memory (`temp_store = MEMORY`); readers
     /// keep SQLite's default, so that a large sort on a read does not grow the heap.
+    /// Every SQLite connection is opened when the database is, by the caller's thread,
+    /// and kept: none is opened later by whichever thread then asks for one.
+    #[tokio::test]
+    async fn sqlite_connections_are_opened_up_front_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let Db::Sqlite(db) = Db::open_sqlite_file(&dir.path().join("hookrun.db"))
+            .await
+            .unwrap()
+        else {
+            unreachable!("opened as SQLite")
+        };
+        for (pool, connections) in [(&db.writer, 1), (&db.reader, READERS)] {
+            assert_eq!(pool.size(), connections);
+            assert_eq!(pool.options().get_min_connections(), connections);
+            assert_eq!(pool.options().get_max_lifetime(), None);
+            assert_eq!(pool.options().get_idle_timeout(), None);
+        }
+    }
+
     #[tokio::test]
     async fn the_writer_keeps_statement_journals_in_memory() {
         let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,7 @@
 pub mod agents;
 pub mod agents_table;
 pub mod any;
+mod aside;
 pub mod batch;
 pub mod behind;
 pub mod daily;

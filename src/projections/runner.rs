@@ -8,7 +8,8 @@
 //! [`ProjectionRunner::catch_up`].
 //!
 //! On start, a projection whose stored version differs from the code's is rebuilt in a
-//! shadow table and swapped in (`rebuild.rs`) while the live one keeps being served.
+//! shadow table and swapped in (`rebuild.rs`) while the live one keeps being served;
+//! the rebuild runs on a thread of its own (`aside.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,7 +207,8 @@ impl ProjectionRunner {
     /// Outdated projections are rebuilt beside it first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let rebuilder = self.clone();
-        let rebuild = tokio::spawn(async move {
+        // On a thread of its own: the group commit shares this one (`aside.rs`).
+        let rebuild = super::aside::spawn(&self.db, async move {
             if let Err(e) = rebuilder.rebuild_outdated().await {
                 tracing::error!(
                     "rebuilding outdated projections failed (retried at next start): {e:#}"
