@@ -398,8 +398,6 @@ mod tests {
         value.ok()
     }
 
-    /// The writer keeps statement journals in memory (`temp_store = MEMORY`); readers
-    /// keep SQLite's default, so that a large sort on a read does not grow the heap.
     /// Every SQLite connection is opened when the database is, by the caller's thread,
     /// and kept: none is opened later by whichever thread then asks for one.
     #[tokio::test]
@@ -419,6 +417,8 @@ mod tests {
         }
     }
 
+    /// The writer keeps statement journals in memory (`temp_store = MEMORY`); readers
+    /// keep SQLite's default, so that a large sort on a read does not grow the heap.
     #[tokio::test]
     async fn the_writer_keeps_statement_journals_in_memory() {
         let dir = tempfile::tempdir().unwrap();
