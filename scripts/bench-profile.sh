@@ -41,25 +41,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BENCH" gateway --listen 127.0.0.1:0 --delay-ms "${DELAY_MS:-60000}" > "$D/gateway.out" & PIDS+=($!)
-for _ in $(seq 50); do grep -q listening "$D/gateway.out" && break; sleep 0.1; done
-export HOOKRUN_LISTEN=127.0.0.1:$PORT HOOKRUN_DATA_DIR=$D HOOKRUN_ADMIN_TOKEN=profile-admin \
-  HOOKRUN_LLM_BASE_URL=http://$(sed -n 's/listening on //p' "$D/gateway.out") \
-  HOOKRUN_MASTER_KEY=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc= HOOKRUN_AGENT_QUEUE=100000000 HOOKRUN_MAX_IN_FLIGHT=100000000
+export HOOKRUN_DATA_DIR=$D
 if [ "$BACKEND" = postgres ]; then
   DB=hookrun_profile_$$
   psql -h 127.0.0.1 -U postgres -qc "create database $DB"
   export HOOKRUN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 fi
-"$HOOKRUN" serve > "$D/server.log" 2>&1 & SRV=$!; PIDS+=($SRV)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-KEY=$(curl -sf -H 'Authorization: Bearer profile-admin' -H 'content-type: application/json' \
-  -d '{"tenant_id":"profile"}' "http://127.0.0.1:$PORT/api/tenants" | json api_key)
-AGENT=$(curl -sf -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
-  -d '{"name":"p","system_prompt":"x","llm_config":{"model":"m"},"payload_schema":{"type":"object","required":["ticket_id"]}}' \
-  "http://127.0.0.1:$PORT/api/agents")
-ID=$(echo "$AGENT" | json agent_id); SECRET=$(echo "$AGENT" | json webhook_secret)
+. scripts/one-agent.sh
+serve_one_agent "${DELAY_MS:-60000}"
 
 [ -n "${PERF:-}" ] && { perf record -F 499 -g -p "$SRV" -o "$D/perf.data" -- sleep "$SECS" > /dev/null 2>&1 & PIDS+=($!); }
 [ -n "${STRACE:-}" ] && { strace -f -c -w -e trace=fsync,fdatasync -p "$SRV" -o "$D/strace.txt" 2> /dev/null & ST=$!; }

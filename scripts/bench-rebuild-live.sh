@@ -63,20 +63,8 @@ else
   export HOOKRUN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB HOOKRUN_DATA_DIR=$D
 fi
 
-"$BENCH" gateway --listen 127.0.0.1:0 --delay-ms 60000 > "$D/gateway.out" & PIDS+=($!)
-for _ in $(seq 50); do grep -q listening "$D/gateway.out" && break; sleep 0.1; done
-export HOOKRUN_LISTEN=127.0.0.1:$PORT HOOKRUN_ADMIN_TOKEN=live-admin \
-  HOOKRUN_LLM_BASE_URL=http://$(sed -n 's/listening on //p' "$D/gateway.out") \
-  HOOKRUN_AGENT_QUEUE=100000000 HOOKRUN_MAX_IN_FLIGHT=100000000
-"$HOOKRUN" serve > "$D/server.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-KEY=$(curl -sf -H 'Authorization: Bearer live-admin' -H 'content-type: application/json' \
-  -d '{"tenant_id":"live"}' "http://127.0.0.1:$PORT/api/tenants" | json api_key)
-AGENT=$(curl -sf -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
-  -d '{"name":"p","system_prompt":"x","llm_config":{"model":"m"},"payload_schema":{"type":"object","required":["ticket_id"]}}' \
-  "http://127.0.0.1:$PORT/api/agents")
-ID=$(echo "$AGENT" | json agent_id); SECRET=$(echo "$AGENT" | json webhook_secret)
+. scripts/one-agent.sh
+serve_one_agent 60000
 rebuilding() {
   curl -sf -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/api/projections" |
     python3 -c "import json,sys; print(sum(p['rebuilding'] is not None for p in json.load(sys.stdin)['projections']))"
