@@ -114,6 +114,7 @@ fn by_key<R: Record>(
     rows.map(|r| r.map(|r| (r.key().to_owned(), r))).collect()
 }
 
+/// Deletes every row of a tenant (erasure). Every read model has a `tenant_id` column.
 pub async fn delete_tenant(tx: &mut Tx, table: &str, tenant: &str) -> Result<u64, sqlx::Error> {
     let sql = format!("DELETE FROM \"{table}\" WHERE tenant_id = $1");
     on_tx!(tx, |c| Ok(sqlx::query(AssertSqlSafe(sql))

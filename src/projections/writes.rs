@@ -170,6 +170,7 @@ fn update_clause<R: Record>() -> String {
         .join(", ")
 }
 
+/// SQLite's upsert of `rows` rows into `table`.
 fn sqlite_upsert<R: Record>(table: &str, rows: usize) -> String {
     let placeholders = format!("({})", vec!["?"; R::COLUMNS.len()].join(", "));
     let values = vec![placeholders.as_str(); rows].join(", ");
