@@ -13,9 +13,10 @@ use crate::db::Db;
 use crate::events::{EventStore, Position};
 use crate::projections::batch::Target;
 use crate::projections::model::{Cell, Projection, Record};
+use crate::projections::rebuild::{self, Pace};
 use crate::projections::rows::{self, Bind, column_list, fetch_rows};
 use crate::projections::runner::all_projections;
-use crate::projections::{rebuild, shadow};
+use crate::projections::shadow;
 
 /// Rows of a table as `(key, cells)`.
 pub type LiveRows = Vec<(String, Vec<Cell>)>;
@@ -116,7 +117,7 @@ pub async fn replay_and_compare<P: Projection>(
     shadow::prepare(db, P::NAME, key, &scratch, P::VERSION, false).await?;
     let replayed = async {
         if stop > Position::START {
-            rebuild::fill::<P>(store, db, &scratch, Some(stop), |_| {}).await?;
+            rebuild::fill::<P>(store, db, &scratch, Some(stop), Pace::Full, |_| {}).await?;
         }
         let sql = format!(
             "SELECT {} FROM \"{}\"",

@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::progress::ProgressPrinter;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::projections::rebuild::Pace;
 use crate::projections::runner::{all_projections, projection};
 use crate::startup::Stores;
 
@@ -149,7 +150,9 @@ pub(super) async fn run(
     for p in targets {
         let printer = ProgressPrinter::new(format!("rebuild {}", p.name()));
         let report = p
-            .rebuild(&stores.store, db, &|progress| printer.report(progress))
+            .rebuild(&stores.store, db, Pace::Full, &|progress| {
+                printer.report(progress)
+            })
             .await?;
         println!(
             "backend {}: rebuilt {} from {} events in {:.2}s = {:.0} events/s",

@@ -3,6 +3,7 @@
 use super::print_json;
 use super::progress::ProgressPrinter;
 use crate::config::Settings;
+use crate::projections::rebuild::Pace;
 use crate::projections::runner::{all_projections, projection};
 use crate::projections::status;
 use crate::startup::Stores;
@@ -23,7 +24,7 @@ pub(super) async fn rebuild(settings: Settings, name: &str) -> anyhow::Result<()
     for p in targets {
         let printer = ProgressPrinter::new(format!("rebuild {}", p.name()));
         let report = p
-            .rebuild(&stores.store, &stores.db, &|progress| {
+            .rebuild(&stores.store, &stores.db, Pace::Full, &|progress| {
                 printer.report(progress)
             })
             .await?;

@@ -11,7 +11,7 @@ use super::batch::{self, Target};
 use super::daily::DailyAgentStats;
 use super::executions::Executions;
 use super::model::Projection;
-use super::rebuild::{self, ProgressFn, RebuildReport};
+use super::rebuild::{self, Pace, ProgressFn, RebuildReport};
 use super::sql::Tx;
 use crate::audit::verify::{self, Difference, LiveRows};
 use crate::db::Db;
@@ -39,6 +39,7 @@ pub trait AnyProjection: Send + Sync {
         &self,
         store: &Arc<dyn EventStore>,
         db: &Db,
+        pace: Pace,
         progress: ProgressFn<'_>,
     ) -> anyhow::Result<RebuildReport>;
     /// Replays everything up to `stop` into a fresh scratch table and returns every row
@@ -85,9 +86,10 @@ impl<P: Projection> AnyProjection for Of<P> {
         &self,
         store: &Arc<dyn EventStore>,
         db: &Db,
+        pace: Pace,
         progress: ProgressFn<'_>,
     ) -> anyhow::Result<RebuildReport> {
-        rebuild::rebuild::<P>(store, db, progress).await
+        rebuild::rebuild::<P>(store, db, pace, progress).await
     }
 
     async fn replay_and_compare(

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::batch::{self, Target};
+pub use super::behind::Pace;
 use super::behind::WriteBehind;
 use super::model::{Projection, Record};
 use super::shadow;
@@ -65,10 +66,11 @@ impl RebuildReport {
 
 pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Send + Sync);
 
-/// Rebuilds projection `P` and swaps the result in.
+/// Rebuilds projection `P` and swaps the result in, its flushes spaced out as `pace` says.
 pub async fn rebuild<P: Projection>(
     store: &Arc<dyn EventStore>,
     db: &Db,
+    pace: Pace,
     progress: ProgressFn<'_>,
 ) -> anyhow::Result<RebuildReport> {
     let started = Instant::now();
@@ -83,7 +85,7 @@ pub async fn rebuild<P: Projection>(
         store.count_after(Position::START, u64::MAX).await? - remaining
     };
     let total = already + remaining;
-    let events = fill::<P>(store, db, &shadow, None, |done| {
+    let events = fill::<P>(store, db, &shadow, None, pace, |done| {
         progress(Progress {
             done: already + done,
             total: total.max(already + done),
@@ -139,6 +141,7 @@ pub async fn fill<P: Projection>(
     db: &Db,
     target: &Target,
     stop: Option<Position>,
+    pace: Pace,
     on_batch: impl Fn(u64),
 ) -> anyhow::Result<u64> {
     let mut done = 0u64;
@@ -155,7 +158,7 @@ pub async fn fill<P: Projection>(
         } else {
             RowsWritten::unknown()
         };
-        let mut behind = WriteBehind::<P>::new(from, written);
+        let mut behind = WriteBehind::<P>::new(from, written).paced(pace);
         let (tx, mut batches) = mpsc::channel(4);
         let reader = tokio::spawn(read_ahead(store.clone(), from, stop, tx));
         let _abort = AbortOnDrop(reader);

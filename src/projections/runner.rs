@@ -9,7 +9,8 @@
 //!
 //! On start, a projection whose stored version differs from the code's is rebuilt in a
 //! shadow table and swapped in (`rebuild.rs`) while the live one keeps being served;
-//! the rebuild runs on a thread of its own (`aside.rs`).
+//! the rebuild runs on a thread of its own (`aside.rs`) and pauses after each write
+//! (`Pace::BESIDE_SERVICE`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use super::any::{AnyProjection, all_projections, projection};
 use super::batch::{Applied, Target};
 use super::executions::Executions;
 use super::model::Projection;
+use super::rebuild::Pace;
 use super::shared_reads::SharedReads;
 use super::{sql, together};
 use crate::db::Db;
@@ -197,7 +199,8 @@ impl ProjectionRunner {
                 version = p.version(),
                 "version changed: rebuilding"
             );
-            p.rebuild(&self.store, &self.db, &|_| {}).await?;
+            p.rebuild(&self.store, &self.db, Pace::BESIDE_SERVICE, &|_| {})
+                .await?;
             rebuilt.push(p.name());
         }
         Ok(rebuilt)

@@ -15,6 +15,7 @@ on_both_backends!(
     a_changed_projection_version_rebuilds_the_read_model_on_start,
     an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over,
     a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table,
+    a_paced_rebuild_leaves_the_database_to_the_service_between_flushes,
 );
 
 async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backend: Backend) {
@@ -190,7 +191,8 @@ async fn a_changed_projection_version_rebuilds_the_read_model_on_start(backend: 
 async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backend: Backend) {
     use hookrun::projections::batch::Target;
     use hookrun::projections::executions::Executions;
-    use hookrun::projections::{Projection, rebuild, shadow};
+    use hookrun::projections::rebuild::{self, Pace};
+    use hookrun::projections::{Projection, shadow};
 
     let Some(app) = spawn_app(backend, "projection_resume").await else {
         return;
@@ -215,13 +217,13 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
         )
         .await
         .unwrap();
-        rebuild::fill::<Executions>(&store, &db, &part, Some(half), |_| {})
+        rebuild::fill::<Executions>(&store, &db, &part, Some(half), Pace::Full, |_| {})
             .await
             .unwrap()
     };
     let first = half_built().await;
     assert_eq!(first, (all.len() / 2 + 1) as u64);
-    let resumed = rebuild::rebuild::<Executions>(&store, &db, &|_| {})
+    let resumed = rebuild::rebuild::<Executions>(&store, &db, Pace::Full, &|_| {})
         .await
         .unwrap();
     assert_eq!(resumed.events, total - first, "only the rest is replayed");
@@ -230,7 +232,7 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
     // its checkpoint survived is not trusted: the rebuild starts over.
     half_built().await;
     sql(&db, "DELETE FROM agent_test_executions__rebuild").await;
-    let restarted = rebuild::rebuild::<Executions>(&store, &db, &|_| {})
+    let restarted = rebuild::rebuild::<Executions>(&store, &db, Pace::Full, &|_| {})
         .await
         .unwrap();
     assert_eq!(restarted.events, total);
@@ -334,5 +336,73 @@ async fn a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table(backe
         0,
         "the replayed rows differ from the live ones"
     );
+    shadow::drop(&db, &target).await.unwrap();
+}
+
+/// A running service's own rebuild is paced (`projections::behind::Pace`): after each
+/// flush, the next one waits `n` times as long as the flush held the database. Here
+/// every event is a flush of its own, and each must begin no sooner than that after the
+/// one before it ended. Unpaced, the next flush begins as soon as one more event is
+/// folded, far sooner than 20 times a transaction.
+async fn a_paced_rebuild_leaves_the_database_to_the_service_between_flushes(backend: Backend) {
+    use hookrun::events::Position;
+    use hookrun::projections::batch::Target;
+    use hookrun::projections::behind::{Pace, WriteBehind};
+    use hookrun::projections::executions::Executions;
+    use hookrun::projections::written::RowsWritten;
+    use hookrun::projections::{Projection, shadow};
+
+    let Some(app) = spawn_app(backend, "projection_paced").await else {
+        return;
+    };
+    app.run_executions("acme", 2).await;
+    let db = app.state.db.clone();
+    let target = Target::beside(Executions::NAME, "paced");
+    shadow::prepare(
+        &db,
+        Executions::NAME,
+        "execution_id",
+        &target,
+        Executions::VERSION,
+        false,
+    )
+    .await
+    .unwrap();
+    let all = app.all_events().await;
+    let mut behind =
+        WriteBehind::<Executions>::flushing_at(Position::START, RowsWritten::from_empty(), 1)
+            .paced(Pace::Yielding(20));
+    let mut flushes = Vec::new();
+    let mut written = 0;
+    for event in all.chunks(1) {
+        written += behind
+            .fold(&db, &target, event)
+            .await
+            .unwrap()
+            .expect("no race");
+        flushes.extend(behind.last_flush());
+    }
+    written += behind
+        .flush(&db, &target, None)
+        .await
+        .unwrap()
+        .expect("no race");
+    flushes.extend(behind.last_flush());
+    flushes.dedup();
+    assert_eq!(written, all.len() as u64, "every event is written");
+    assert!(
+        flushes.len() >= 6,
+        "a flush per execution event: {}",
+        flushes.len()
+    );
+    for pair in flushes.windows(2) {
+        let (before, next) = (pair[0], pair[1]);
+        let held = before.ended - before.began;
+        assert!(
+            next.began >= before.ended + held * 20,
+            "a flush began {:?} after the one before it, which held the database for {held:?}",
+            next.began - before.ended
+        );
+    }
     shadow::drop(&db, &target).await.unwrap();
 }
