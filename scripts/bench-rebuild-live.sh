@@ -4,7 +4,7 @@
 # marked as written by another version of the code; a server started on the copy
 # rebuilds them in the background while a paced pass of signed webhooks (stalled
 # gateway: only the accept path runs) measures the answers. A second pass follows once
-# the rebuilds are done. Results are in BENCHMARKS.md (item 45).
+# the rebuilds are done. Results are in BENCHMARKS.md (items 45, 46).
 #
 #   scripts/bench-rebuild-live.sh sqlite|postgres [RATE] [SECONDS]
 #   RATE      webhooks/s for both passes (default 2000, about half the maximum here)
