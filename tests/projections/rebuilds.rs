@@ -254,11 +254,10 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
 /// equal the live one, row for row.
 async fn a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table(backend: Backend) {
     use hookrun::events::{Position, RecordedEvent};
-    use hookrun::projections::batch::Target;
     use hookrun::projections::behind::WriteBehind;
     use hookrun::projections::executions::Executions;
+    use hookrun::projections::shadow;
     use hookrun::projections::written::RowsWritten;
-    use hookrun::projections::{Projection, shadow};
 
     let Some(app) = spawn_app(backend, "projection_write_behind").await else {
         return;
@@ -266,17 +265,7 @@ async fn a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table(backe
     app.run_executions("acme", 3).await;
     app.projector.catch_up().await.unwrap();
     let db = app.state.db.clone();
-    let target = Target::beside(Executions::NAME, "behind");
-    shadow::prepare(
-        &db,
-        Executions::NAME,
-        "execution_id",
-        &target,
-        Executions::VERSION,
-        false,
-    )
-    .await
-    .unwrap();
+    let target = executions_shadow(&db, "behind").await;
     // As a busy service stores them: the executions' events interleaved, round robin
     // (renumbered in that order), so each execution's next event comes after the others'.
     let mut streams: Vec<Vec<RecordedEvent>> = Vec::new();
@@ -346,28 +335,17 @@ async fn a_rebuild_writing_behind_finds_the_rows_it_let_go_of_in_the_table(backe
 /// folded, far sooner than 20 times a transaction.
 async fn a_paced_rebuild_leaves_the_database_to_the_service_between_flushes(backend: Backend) {
     use hookrun::events::Position;
-    use hookrun::projections::batch::Target;
     use hookrun::projections::behind::{Pace, WriteBehind};
     use hookrun::projections::executions::Executions;
+    use hookrun::projections::shadow;
     use hookrun::projections::written::RowsWritten;
-    use hookrun::projections::{Projection, shadow};
 
     let Some(app) = spawn_app(backend, "projection_paced").await else {
         return;
     };
     app.run_executions("acme", 2).await;
     let db = app.state.db.clone();
-    let target = Target::beside(Executions::NAME, "paced");
-    shadow::prepare(
-        &db,
-        Executions::NAME,
-        "execution_id",
-        &target,
-        Executions::VERSION,
-        false,
-    )
-    .await
-    .unwrap();
+    let target = executions_shadow(&db, "paced").await;
     let all = app.all_events().await;
     let mut behind =
         WriteBehind::<Executions>::flushing_at(Position::START, RowsWritten::from_empty(), 1)
@@ -405,4 +383,25 @@ async fn a_paced_rebuild_leaves_the_database_to_the_service_between_flushes(back
         );
     }
     shadow::drop(&db, &target).await.unwrap();
+}
+
+/// An empty shadow of `agent_test_executions` named after `suffix`, for a test that
+/// writes into it by hand.
+async fn executions_shadow(db: &Db, suffix: &str) -> hookrun::projections::batch::Target {
+    use hookrun::projections::batch::Target;
+    use hookrun::projections::executions::Executions;
+    use hookrun::projections::{Projection, shadow};
+
+    let target = Target::beside(Executions::NAME, suffix);
+    shadow::prepare(
+        db,
+        Executions::NAME,
+        "execution_id",
+        &target,
+        Executions::VERSION,
+        false,
+    )
+    .await
+    .unwrap();
+    target
 }
