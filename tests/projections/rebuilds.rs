@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use hookrun::db::Db;
+use hookrun::projections::batch::Target;
 use serde_json::Value;
 
 use super::support::app::{Backend, GATEWAY_OUTPUT, spawn_app};
@@ -189,7 +190,6 @@ async fn a_changed_projection_version_rebuilds_the_read_model_on_start(backend: 
 }
 
 async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backend: Backend) {
-    use hookrun::projections::batch::Target;
     use hookrun::projections::executions::Executions;
     use hookrun::projections::rebuild::{self, Pace};
     use hookrun::projections::{Projection, shadow};
@@ -387,8 +387,7 @@ async fn a_paced_rebuild_leaves_the_database_to_the_service_between_flushes(back
 
 /// An empty shadow of `agent_test_executions` named after `suffix`, for a test that
 /// writes into it by hand.
-async fn executions_shadow(db: &Db, suffix: &str) -> hookrun::projections::batch::Target {
-    use hookrun::projections::batch::Target;
+async fn executions_shadow(db: &Db, suffix: &str) -> Target {
     use hookrun::projections::executions::Executions;
     use hookrun::projections::{Projection, shadow};
 
