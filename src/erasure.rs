@@ -8,7 +8,9 @@
 //!    the tenant's rows (a rebuild replays it too, so the rows never come back);
 //! 4. catches the projections up past that event, so the rows are gone (on disk, see
 //!    `ProjectionRunner::catch_up_to`) when it answers;
-//! 5. on SQLite, checkpoints the WAL into the database file and truncates it: deleted
+//! 5. removes the table a rebuild may just have swapped out, which still holds them
+//!    (`shadow::retire`);
+//! 6. on SQLite, checkpoints the WAL into the database file and truncates it: deleted
 //!    content is zeroed (`secure_delete`), and no older copy of a page stays behind in
 //!    the WAL.
 
@@ -24,6 +26,7 @@ use crate::events::tenant::{TenantEvent, stream_name};
 use crate::events::tenant_keys::TenantKeys;
 use crate::events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position};
 use crate::projections::ProjectionRunner;
+use crate::projections::rebuild::Pace;
 use crate::with_db;
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,9 +103,11 @@ pub async fn erase_tenant(
     let appended = store
         .append(&stream_name(id), ExpectedVersion::Any, vec![event])
         .await?;
-    ProjectionRunner::new(store.clone(), db.clone())
-        .catch_up_to(appended.position)
-        .await?;
+    let projections = ProjectionRunner::new(store.clone(), db.clone());
+    projections.catch_up_to(appended.position).await?;
+    // A table a rebuild has just swapped out still holds the tenant's rows until it is
+    // removed, which the erasure does not wait for.
+    projections.remove_replaced(Pace::Full).await?;
     if let Db::Sqlite(s) = db {
         truncate_wal(&s.writer).await?;
     }

@@ -183,6 +183,16 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
         !found_in_database(&app, OUTPUT).await.is_empty(),
         "the read model shows the output, so the search works"
     );
+    // A rebuild has just swapped the executions table out: the copy it set aside still
+    // holds the tenant's rows until it is removed.
+    let retired = hookrun::projections::shadow::retired("agent_test_executions");
+    let copy = format!("CREATE TABLE \"{retired}\" AS SELECT * FROM agent_test_executions");
+    hookrun::with_db!(&app.state.db, |pool| {
+        sqlx::query(sqlx::AssertSqlSafe(copy))
+            .execute(pool)
+            .await
+            .unwrap();
+    });
 
     let r = app
         .client

@@ -2,7 +2,8 @@
 //! table (`{name}__rebuild`) while the service keeps serving — and the runner keeps
 //! updating — the live one; then, in one transaction that holds the live checkpoint's
 //! lock, apply the last few events to the shadow, swap it in under the live name and
-//! move the live checkpoint (with the new version) to where the shadow got.
+//! move the live checkpoint (with the new version) to where the shadow got. On SQLite
+//! the replaced table is set aside by the swap and removed after it in short steps.
 //!
 //! Speed: events are read 5,000 at a time by a task that runs one batch ahead of the
 //! writer; the writer folds them into rows held in memory and writes the changed rows
@@ -95,6 +96,8 @@ pub async fn rebuild<P: Projection>(
     .await?;
     shadow::make_durable(db, &shadow).await?;
     shadow::index_before_swap(db, P::NAME, &shadow).await?;
+    // What an earlier rebuild set aside and did not get to remove, out of the swap's way.
+    shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
 
     let mut tx = Tx::begin(db, &[&live.checkpoint, &shadow.checkpoint]).await?;
     // The last events, under the live lock: nothing reaches the live table meanwhile.
@@ -115,6 +118,7 @@ pub async fn rebuild<P: Projection>(
     sql::set_checkpoint(&mut tx, &live.checkpoint, position, P::VERSION).await?;
     sql::delete_checkpoint(&mut tx, &shadow.checkpoint).await?;
     tx.commit().await?;
+    shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
     let events = events + last_events;
     progress(Progress {
         done: already + events,

@@ -10,7 +10,8 @@
 //! On start, a projection whose stored version differs from the code's is rebuilt in a
 //! shadow table and swapped in (`rebuild.rs`) while the live one keeps being served;
 //! the rebuild runs on a thread of its own (`aside.rs`) and pauses after each write
-//! (`Pace::BESIDE_SERVICE`).
+//! (`Pace::BESIDE_SERVICE`). A table that an interrupted rebuild swapped out but did
+//! not get to remove is removed first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use super::executions::Executions;
 use super::model::Projection;
 use super::rebuild::Pace;
 use super::shared_reads::SharedReads;
-use super::{sql, together};
+use super::{shadow, sql, together};
 use crate::db::Db;
 use crate::events::{EventStore, Position};
 
@@ -189,9 +190,11 @@ impl ProjectionRunner {
         Ok(outdated)
     }
 
-    /// Rebuilds every outdated projection (the live tables are served meanwhile).
+    /// Rebuilds every outdated projection (the live tables are served meanwhile), once
+    /// the tables a rebuild set aside and did not get to remove are gone.
     /// Returns the names rebuilt.
     pub async fn rebuild_outdated(&self) -> anyhow::Result<Vec<&'static str>> {
+        self.remove_replaced(Pace::BESIDE_SERVICE).await?;
         let mut rebuilt = Vec::new();
         for p in self.outdated().await? {
             tracing::info!(
@@ -204,6 +207,23 @@ impl ProjectionRunner {
             rebuilt.push(p.name());
         }
         Ok(rebuilt)
+    }
+
+    /// Removes every table a rebuild's swap replaced and set aside that is still there
+    /// (`shadow::retire`): a rebuild removes its own after the swap, unless it is
+    /// interrupted first.
+    pub async fn remove_replaced(&self, pace: Pace) -> anyhow::Result<()> {
+        for p in self.projections.iter() {
+            let retired = shadow::retire(&self.db, p.name(), shadow::RETIRE_ROWS, pace).await?;
+            if retired.steps > 0 {
+                tracing::info!(
+                    projection = p.name(),
+                    rows = retired.rows,
+                    "removed the table a rebuild replaced"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Follows the store until `shutdown` turns true, then catches up one last time.

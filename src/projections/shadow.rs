@@ -1,5 +1,6 @@
 //! Shadow tables: copies of a read model's table that a rebuild (or `hookrun verify`)
-//! fills beside the live one, and the atomic swap that puts a rebuilt copy in place.
+//! fills beside the live one, the atomic swap that puts a rebuilt copy in place, and
+//! the removal of the table it replaced.
 //!
 //! A shadow is created from the live table itself (SQLite: its stored `CREATE TABLE`;
 //! PostgreSQL: `LIKE … INCLUDING DEFAULTS INCLUDING CONSTRAINTS` plus the primary key),
@@ -7,22 +8,25 @@
 //! primary key only — rows go in faster without the secondary indexes, which are built
 //! once at the end under the live table's index names.
 
+use std::time::Instant;
+
 use sqlx::Row;
 
 use super::batch::Target;
+use super::behind::{Pace, Window};
 use super::sql::{self, Tx};
 use crate::db::Db;
 use crate::events::Position;
 
+const SQLITE_HAS_TABLE: &str = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1";
+
 pub async fn table_exists(db: &Db, table: &str) -> Result<bool, sqlx::Error> {
     Ok(match db {
-        Db::Sqlite(s) => {
-            sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1")
-                .bind(table)
-                .fetch_optional(&s.writer)
-                .await?
-                .is_some()
-        }
+        Db::Sqlite(s) => sqlx::query(SQLITE_HAS_TABLE)
+            .bind(table)
+            .fetch_optional(&s.writer)
+            .await?
+            .is_some(),
         Db::Postgres(pg) => sqlx::query(
             "SELECT 1 FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_name = $1",
@@ -187,11 +191,10 @@ pub async fn index_before_swap(db: &Db, live: &str, shadow: &Target) -> anyhow::
 /// Inside the swap transaction: replaces `live` by `shadow` under the live names.
 pub async fn swap_in(tx: &mut Tx, live: &str, shadow: &str) -> anyhow::Result<()> {
     let indexes = secondary_indexes(tx, live).await?;
-    let postgres = tx.is_postgres();
-    tx.execute(format!("DROP TABLE \"{live}\"")).await?;
-    tx.execute(format!("ALTER TABLE \"{shadow}\" RENAME TO \"{live}\""))
-        .await?;
-    if postgres {
+    if tx.is_postgres() {
+        tx.execute(format!("DROP TABLE \"{live}\"")).await?;
+        tx.execute(format!("ALTER TABLE \"{shadow}\" RENAME TO \"{live}\""))
+            .await?;
         tx.execute(format!(
             "ALTER TABLE \"{live}\" RENAME CONSTRAINT \"{shadow}_pkey\" TO \"{live}_pkey\""
         ))
@@ -202,11 +205,105 @@ pub async fn swap_in(tx: &mut Tx, live: &str, shadow: &str) -> anyhow::Result<()
             ))
             .await?;
         }
-    } else {
-        for (_, def) in indexes {
-            // The stored definition names the live table, which the shadow now is.
-            tx.execute(def).await?;
-        }
+        return Ok(());
+    }
+    // SQLite cannot rename an index: the live names are freed and the indexes built
+    // again on the shadow. Nor can it drop a table without visiting (and, with
+    // `secure_delete`, overwriting) every page of it, which here would about double the
+    // time the swap holds the one writer: the replaced table is set aside instead, and
+    // [`retire`] removes it after the swap in short steps.
+    let retired = retired(live);
+    tx.execute(format!("DROP TABLE IF EXISTS \"{retired}\""))
+        .await?;
+    tx.execute(format!("ALTER TABLE \"{live}\" RENAME TO \"{retired}\""))
+        .await?;
+    for (name, _) in &indexes {
+        tx.execute(format!("DROP INDEX \"{name}\"")).await?;
+    }
+    tx.execute(format!("ALTER TABLE \"{shadow}\" RENAME TO \"{live}\""))
+        .await?;
+    for (_, def) in indexes {
+        // The stored definition names the live table, which the shadow now is.
+        tx.execute(def).await?;
     }
     Ok(())
+}
+
+/// Rows [`retire`] deletes per step: about 10 ms of the writer on SQLite.
+pub const RETIRE_ROWS: u32 = 10_000;
+
+/// Where a SQLite swap sets the table it replaced (`{live}__retired`).
+pub fn retired(live: &str) -> String {
+    format!("{live}__retired")
+}
+
+/// What [`retire`] did: rows deleted, and in how many transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retired {
+    pub rows: u64,
+    pub steps: u32,
+}
+
+/// Removes the table a swap set aside — by this rebuild, or by one interrupted after
+/// its swap. On SQLite its rows go `rows_per_step` at a time, by rowid (a read model's
+/// table has one), each step a transaction of its own followed by the pause `pace`
+/// asks for; the step that empties it drops it. On PostgreSQL it is dropped at once.
+/// Two callers may retire the same table at once: each step looks for it first.
+pub async fn retire(
+    db: &Db,
+    live: &str,
+    rows_per_step: u32,
+    pace: Pace,
+) -> anyhow::Result<Retired> {
+    let table = retired(live);
+    let mut done = Retired::default();
+    let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
+    let writer = match db {
+        Db::Postgres(pg) => {
+            if table_exists(db, &table).await? {
+                sqlx::query(sqlx::AssertSqlSafe(drop_table))
+                    .execute(pg)
+                    .await?;
+                done.steps = 1;
+            }
+            return Ok(done);
+        }
+        Db::Sqlite(s) => &s.writer,
+    };
+    let delete = format!(
+        "DELETE FROM \"{table}\" WHERE rowid IN (SELECT rowid FROM \"{table}\" LIMIT {rows_per_step})"
+    );
+    loop {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        let began = Instant::now();
+        let exists = sqlx::query(SQLITE_HAS_TABLE)
+            .bind(&table)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(done);
+        }
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let emptied = deleted < u64::from(rows_per_step);
+        if emptied {
+            sqlx::query(sqlx::AssertSqlSafe(drop_table.clone()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let held = Window {
+            began,
+            ended: Instant::now(),
+        };
+        done.rows += deleted;
+        done.steps += 1;
+        if emptied {
+            return Ok(done);
+        }
+        tokio::time::sleep_until(pace.next_flush(held).into()).await;
+    }
 }

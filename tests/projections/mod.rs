@@ -1,7 +1,8 @@
 //! Projections through the real server, on SQLite and PostgreSQL: lag in the API and
 //! `/metrics` (`lag.rs`); rebuilds that swap a replayed table in while the API keeps
 //! answering, and a changed projection version that rebuilds on start (`rebuilds.rs`);
-//! how the runner's passes keep the read models level (`passes.rs`).
+//! how the runner's passes keep the read models level (`passes.rs`); the table a swap
+//! replaced, removed in steps (`retire.rs`).
 
 use crate::support;
 
@@ -14,6 +15,7 @@ use support::app::TestApp;
 mod lag;
 mod passes;
 mod rebuilds;
+mod retire;
 
 pub async fn sql(db: &Db, statement: &str) {
     let statement = sqlx::AssertSqlSafe(statement.to_owned());
@@ -37,6 +39,24 @@ pub async fn wait_projections(app: &TestApp, key: &str, done: impl Fn(&Value) ->
             "projections never reached the state: {v}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The secondary indexes of `table`, by name.
+pub async fn index_names(db: &Db, table: &str) -> Vec<String> {
+    match db {
+        Db::Sqlite(s) => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+        )
+        .bind(table)
+        .fetch_all(&s.writer)
+        .await
+        .unwrap(),
+        Db::Postgres(pg) => sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1")
+            .bind(table)
+            .fetch_all(pg)
+            .await
+            .unwrap(),
     }
 }
 

@@ -9,7 +9,7 @@ use hookrun::projections::batch::Target;
 use serde_json::Value;
 
 use super::support::app::{Backend, GATEWAY_OUTPUT, spawn_app};
-use super::{projection, sql, wait_projections};
+use super::{index_names, projection, sql, wait_projections};
 
 on_both_backends!(
     a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering,
@@ -115,6 +115,13 @@ async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backe
             .await
             .is_empty()
     );
+    // Nor the table it replaced (set aside by the swap on SQLite, then removed).
+    let retired = hookrun::projections::shadow::retired("agent_test_executions");
+    assert!(
+        !hookrun::projections::shadow::table_exists(&app.state.db, &retired)
+            .await
+            .unwrap()
+    );
 
     // The runner carries on on the new table.
     let (key2, more) = app.run_executions("beta", 1).await;
@@ -125,23 +132,6 @@ async fn a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering(backe
         .await
         .unwrap();
     assert_eq!(row["status"], "succeeded");
-}
-
-async fn index_names(db: &Db, table: &str) -> Vec<String> {
-    match db {
-        Db::Sqlite(s) => sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
-        )
-        .bind(table)
-        .fetch_all(&s.writer)
-        .await
-        .unwrap(),
-        Db::Postgres(pg) => sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1")
-            .bind(table)
-            .fetch_all(pg)
-            .await
-            .unwrap(),
-    }
 }
 
 async fn a_changed_projection_version_rebuilds_the_read_model_on_start(backend: Backend) {
