@@ -93,5 +93,7 @@ for line in sys.stdin:
     if m[2].startswith("version"):
         start[m[3]] = t
     elif m[3] in start:
-        print(f"rebuilt {m[3]} in {(t - start[m[3]]).total_seconds():.1f} s")
+        swap = re.search(r"swap_ms=(\d+)", line)
+        held = f", swap held the live table {swap[1]} ms" if swap else ""
+        print(f"rebuilt {m[3]} in {(t - start[m[3]]).total_seconds():.1f} s{held}")
 '

@@ -100,6 +100,7 @@ pub async fn rebuild<P: Projection>(
     shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
 
     let mut tx = Tx::begin(db, &[&live.checkpoint, &shadow.checkpoint]).await?;
+    let locked = Instant::now();
     // The last events, under the live lock: nothing reaches the live table meanwhile.
     let mut position = sql::read_checkpoint_in(&mut tx, &shadow.checkpoint)
         .await?
@@ -118,7 +119,8 @@ pub async fn rebuild<P: Projection>(
     sql::set_checkpoint(&mut tx, &live.checkpoint, position, P::VERSION).await?;
     sql::delete_checkpoint(&mut tx, &shadow.checkpoint).await?;
     tx.commit().await?;
-    shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
+    let swap = locked.elapsed();
+    let retired = shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
     let events = events + last_events;
     progress(Progress {
         done: already + events,
@@ -128,7 +130,9 @@ pub async fn rebuild<P: Projection>(
     tracing::info!(
         projection = P::NAME,
         events,
-        "read model rebuilt and swapped in"
+        swap_ms = swap.as_millis() as u64,
+        replaced_rows = retired.rows,
+        "read model rebuilt and swapped in (swap_ms: how long the live table was locked)"
     );
     Ok(RebuildReport {
         events,
