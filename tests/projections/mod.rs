@@ -9,6 +9,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use hookrun::db::Db;
+use hookrun::projections::batch::Target;
 use serde_json::Value;
 use support::app::TestApp;
 
@@ -67,4 +68,38 @@ pub fn projection<'a>(v: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("no projection {name} in {v}"))
+}
+
+/// An empty shadow of `agent_test_executions` named after `suffix`, for a test that
+/// writes into it by hand.
+pub async fn executions_shadow(db: &Db, suffix: &str) -> Target {
+    use hookrun::projections::executions::Executions;
+    use hookrun::projections::{Projection, shadow};
+
+    let target = Target::beside(Executions::NAME, suffix);
+    shadow::prepare(
+        db,
+        Executions::NAME,
+        "execution_id",
+        &target,
+        Executions::VERSION,
+        false,
+    )
+    .await
+    .unwrap();
+    target
+}
+
+/// Each of the executions `ids` is served with the gateway's output: the replayed row,
+/// not one a test made stale.
+pub async fn assert_replayed_outputs(app: &TestApp, key: &str, ids: &[String]) {
+    for id in ids {
+        let row: Value = app
+            .get(key, &format!("/api/executions/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(row["output"], support::app::GATEWAY_OUTPUT, "{row}");
+    }
 }

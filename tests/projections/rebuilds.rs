@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use hookrun::db::Db;
 use hookrun::projections::batch::Target;
 use serde_json::Value;
 
 use super::support::app::{Backend, GATEWAY_OUTPUT, spawn_app};
-use super::{index_names, projection, sql, wait_projections};
+use super::{
+    assert_replayed_outputs, executions_shadow, index_names, projection, sql, wait_projections,
+};
 
 on_both_backends!(
     a_rebuild_swaps_in_a_replayed_table_while_the_api_keeps_answering,
@@ -226,15 +227,7 @@ async fn an_interrupted_rebuild_resumes_and_an_emptied_shadow_starts_over(backen
         .await
         .unwrap();
     assert_eq!(restarted.events, total);
-    for id in &ids {
-        let row: Value = app
-            .get(&key, &format!("/api/executions/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(row["output"], GATEWAY_OUTPUT, "{row}");
-    }
+    assert_replayed_outputs(&app, &key, &ids).await;
 }
 
 /// A rebuild folds rows in memory and writes them behind (`projections::behind`),
@@ -373,24 +366,4 @@ async fn a_paced_rebuild_leaves_the_database_to_the_service_between_flushes(back
         );
     }
     shadow::drop(&db, &target).await.unwrap();
-}
-
-/// An empty shadow of `agent_test_executions` named after `suffix`, for a test that
-/// writes into it by hand.
-async fn executions_shadow(db: &Db, suffix: &str) -> Target {
-    use hookrun::projections::executions::Executions;
-    use hookrun::projections::{Projection, shadow};
-
-    let target = Target::beside(Executions::NAME, suffix);
-    shadow::prepare(
-        db,
-        Executions::NAME,
-        "execution_id",
-        &target,
-        Executions::VERSION,
-        false,
-    )
-    .await
-    .unwrap();
-    target
 }

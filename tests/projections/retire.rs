@@ -11,10 +11,9 @@ use hookrun::projections::executions::Executions;
 use hookrun::projections::rebuild::{self, Pace};
 use hookrun::projections::shadow::{self, Retired};
 use hookrun::projections::sql::Tx;
-use serde_json::Value;
 
-use super::support::app::{Backend, GATEWAY_OUTPUT, spawn_app};
-use super::{index_names, sql};
+use super::support::app::{Backend, spawn_app};
+use super::{assert_replayed_outputs, executions_shadow, index_names, sql};
 
 on_both_backends!(
     a_swap_sets_the_replaced_table_aside_and_retiring_removes_it_in_steps,
@@ -32,17 +31,7 @@ async fn a_swap_sets_the_replaced_table_aside_and_retiring_removes_it_in_steps(b
 
     // The steps of `rebuild::rebuild` up to its swap, to look at what the swap left.
     let live = Target::live(Executions::NAME);
-    let part = Target::beside(Executions::NAME, "rebuild");
-    shadow::prepare(
-        &db,
-        Executions::NAME,
-        "execution_id",
-        &part,
-        Executions::VERSION,
-        false,
-    )
-    .await
-    .unwrap();
+    let part = executions_shadow(&db, "rebuild").await;
     rebuild::fill::<Executions>(&store, &db, &part, None, Pace::Full, |_| {})
         .await
         .unwrap();
@@ -58,15 +47,7 @@ async fn a_swap_sets_the_replaced_table_aside_and_retiring_removes_it_in_steps(b
     tx.commit().await.unwrap();
 
     // The replayed rows are served, with the live table's indexes under their names.
-    for id in &ids {
-        let row: Value = app
-            .get(&key, &format!("/api/executions/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(row["output"], GATEWAY_OUTPUT, "{row}");
-    }
+    assert_replayed_outputs(&app, &key, &ids).await;
     let mut indexes = index_names(&db, Executions::NAME).await;
     indexes.retain(|name| !name.ends_with("_pkey"));
     indexes.sort();
