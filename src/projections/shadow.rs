@@ -256,6 +256,7 @@ pub async fn retire(
     pace: Pace,
 ) -> anyhow::Result<Retired> {
     let table = retired(live);
+    let rows_per_step = rows_per_step.max(1);
     let mut done = Retired::default();
     let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
     let writer = match db {
