@@ -75,7 +75,6 @@ pub async fn rebuild<P: Projection>(
     progress: ProgressFn<'_>,
 ) -> anyhow::Result<RebuildReport> {
     let started = Instant::now();
-    let live = Target::live(P::NAME);
     let shadow = Target::beside(P::NAME, "rebuild");
     let key = <P::Row as Record>::COLUMNS[0].name;
     let from = shadow::prepare(db, P::NAME, key, &shadow, P::VERSION, true).await?;
@@ -94,8 +93,53 @@ pub async fn rebuild<P: Projection>(
         })
     })
     .await?;
-    shadow::make_durable(db, &shadow).await?;
-    shadow::index_before_swap(db, P::NAME, &shadow).await?;
+    let swapped = swap::<P>(store, db, &shadow, pace).await?;
+    let retired = shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
+    let events = events + swapped.events;
+    progress(Progress {
+        done: already + events,
+        total: already + events,
+        elapsed: started.elapsed(),
+    });
+    tracing::info!(
+        projection = P::NAME,
+        events,
+        swap_ms = swapped.locked.as_millis() as u64,
+        replaced_rows = retired.rows,
+        "read model rebuilt and swapped in (swap_ms: how long the live table was locked)"
+    );
+    Ok(RebuildReport {
+        events,
+        elapsed: started.elapsed(),
+        position: swapped.position,
+    })
+}
+
+/// What [`swap`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Swapped {
+    /// Events applied to the shadow under the live lock (those that came during the fill).
+    pub events: u64,
+    /// Where the live checkpoint now is.
+    pub position: Position,
+    /// How long the live table was locked.
+    pub locked: Duration,
+}
+
+/// Makes a filled `shadow` of `P` durable and indexed, then, in one transaction that
+/// holds the live checkpoint's lock, applies the events that came since the fill, puts
+/// the shadow in place of the live table and moves the live checkpoint (with the new
+/// version) to where the shadow got. On SQLite the replaced table is left aside for
+/// [`shadow::retire`].
+pub async fn swap<P: Projection>(
+    store: &Arc<dyn EventStore>,
+    db: &Db,
+    shadow: &Target,
+    pace: Pace,
+) -> anyhow::Result<Swapped> {
+    let live = Target::live(P::NAME);
+    shadow::make_durable(db, shadow).await?;
+    shadow::index_before_swap(db, P::NAME, shadow).await?;
     // What an earlier rebuild set aside and did not get to remove, out of the swap's way.
     shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
 
@@ -105,39 +149,24 @@ pub async fn rebuild<P: Projection>(
     let mut position = sql::read_checkpoint_in(&mut tx, &shadow.checkpoint)
         .await?
         .map_or(Position::START, |c| c.position);
-    let mut last_events = 0;
+    let mut events = 0;
     loop {
-        let events = store.read_all(position, REBUILD_BATCH).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let read = store.read_all(position, REBUILD_BATCH).await?;
+        let Some(last) = read.last().map(|e| e.position) else {
             break;
         };
-        batch::fold_into::<P>(&mut tx, &shadow.table, &events).await?;
-        last_events += events.len() as u64;
+        batch::fold_into::<P>(&mut tx, &shadow.table, &read).await?;
+        events += read.len() as u64;
         position = last;
     }
     shadow::swap_in(&mut tx, P::NAME, &shadow.table).await?;
     sql::set_checkpoint(&mut tx, &live.checkpoint, position, P::VERSION).await?;
     sql::delete_checkpoint(&mut tx, &shadow.checkpoint).await?;
     tx.commit().await?;
-    let swap = locked.elapsed();
-    let retired = shadow::retire(db, P::NAME, shadow::RETIRE_ROWS, pace).await?;
-    let events = events + last_events;
-    progress(Progress {
-        done: already + events,
-        total: already + events,
-        elapsed: started.elapsed(),
-    });
-    tracing::info!(
-        projection = P::NAME,
+    Ok(Swapped {
         events,
-        swap_ms = swap.as_millis() as u64,
-        replaced_rows = retired.rows,
-        "read model rebuilt and swapped in (swap_ms: how long the live table was locked)"
-    );
-    Ok(RebuildReport {
-        events,
-        elapsed: started.elapsed(),
         position,
+        locked: locked.elapsed(),
     })
 }
 
