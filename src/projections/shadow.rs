@@ -18,15 +18,22 @@ use super::sql::{self, Tx};
 use crate::db::Db;
 use crate::events::Position;
 
-const SQLITE_HAS_TABLE: &str = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1";
+async fn sqlite_has_table(
+    conn: impl sqlx::SqliteExecutor<'_>,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1")
+            .bind(table)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
 
 pub async fn table_exists(db: &Db, table: &str) -> Result<bool, sqlx::Error> {
     Ok(match db {
-        Db::Sqlite(s) => sqlx::query(SQLITE_HAS_TABLE)
-            .bind(table)
-            .fetch_optional(&s.writer)
-            .await?
-            .is_some(),
+        Db::Sqlite(s) => sqlite_has_table(&s.writer, table).await?,
         Db::Postgres(pg) => sqlx::query(
             "SELECT 1 FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_name = $1",
@@ -248,7 +255,7 @@ pub struct Retired {
 /// its swap. On SQLite its rows go `rows_per_step` at a time, by rowid (a read model's
 /// table has one), each step a transaction of its own followed by the pause `pace`
 /// asks for; the step that empties it drops it. On PostgreSQL it is dropped at once.
-/// Two callers may retire the same table at once: each step looks for it first.
+/// Two callers may retire the same table at once: each SQLite step looks for it again.
 pub async fn retire(
     db: &Db,
     live: &str,
@@ -269,6 +276,8 @@ pub async fn retire(
             }
             return Ok(done);
         }
+        // Most calls find nothing: they look on a reader, without waiting for the writer.
+        Db::Sqlite(s) if !sqlite_has_table(&s.reader, &table).await? => return Ok(done),
         Db::Sqlite(s) => &s.writer,
     };
     let delete = format!(
@@ -277,12 +286,7 @@ pub async fn retire(
     loop {
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let began = Instant::now();
-        let exists = sqlx::query(SQLITE_HAS_TABLE)
-            .bind(&table)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
+        if !sqlite_has_table(&mut *tx, &table).await? {
             return Ok(done);
         }
         let deleted = sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
