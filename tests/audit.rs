@@ -9,9 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hookrun::db::Db;
 use serde_json::Value;
 use support::app::{Backend, TestApp, spawn_app};
+use support::sql;
 
 on_both_backends!(
     events_prints_a_stream_a_category_or_everything_from_a_position,
@@ -56,13 +56,6 @@ fn lines(stdout: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
-}
-
-async fn sql(db: &Db, statement: String) {
-    let statement = sqlx::AssertSqlSafe(statement);
-    hookrun::with_db!(db, |pool| {
-        sqlx::query(statement).execute(pool).await.expect("SQL");
-    });
 }
 
 async fn events_prints_a_stream_a_category_or_everything_from_a_position(backend: Backend) {

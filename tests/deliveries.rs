@@ -237,12 +237,7 @@ async fn the_audit_log_failing_never_fails_a_webhook(backend: Backend) {
         return;
     };
     let (key, agent) = app.tenant_with_agent("acme").await;
-    hookrun::with_db!(&app.state.db, |pool| {
-        sqlx::query("DROP TABLE webhook_deliveries")
-            .execute(pool)
-            .await
-            .unwrap();
-    });
+    support::sql(&app.state.db, "DROP TABLE webhook_deliveries").await;
     let r = app
         .send_signed(&agent, br#"{"still":"works"}"#, "d-1")
         .await;

@@ -186,13 +186,11 @@ async fn erasing_a_tenant_leaves_its_streams_but_no_readable_payload_or_output_a
     // A rebuild has just swapped the executions table out: the copy it set aside still
     // holds the tenant's rows until it is removed.
     let retired = hookrun::projections::shadow::retired("agent_test_executions");
-    let copy = format!("CREATE TABLE \"{retired}\" AS SELECT * FROM agent_test_executions");
-    hookrun::with_db!(&app.state.db, |pool| {
-        sqlx::query(sqlx::AssertSqlSafe(copy))
-            .execute(pool)
-            .await
-            .unwrap();
-    });
+    support::sql(
+        &app.state.db,
+        format!("CREATE TABLE \"{retired}\" AS SELECT * FROM agent_test_executions"),
+    )
+    .await;
 
     let r = app
         .client

@@ -12,18 +12,12 @@ use hookrun::db::Db;
 use hookrun::projections::batch::Target;
 use serde_json::Value;
 use support::app::TestApp;
+pub use support::sql;
 
 mod lag;
 mod passes;
 mod rebuilds;
 mod retire;
-
-pub async fn sql(db: &Db, statement: &str) {
-    let statement = sqlx::AssertSqlSafe(statement.to_owned());
-    hookrun::with_db!(db, |pool| {
-        sqlx::query(statement).execute(pool).await.expect("SQL");
-    });
-}
 
 /// Polls `GET /api/projections` until `done` holds for it (deadline 20 s).
 pub async fn wait_projections(app: &TestApp, key: &str, done: impl Fn(&Value) -> bool) -> Value {

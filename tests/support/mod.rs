@@ -15,6 +15,15 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs one SQL statement on the service's database, for a test that sets up or
+/// damages stored state by hand.
+pub async fn sql(db: &hookrun::db::Db, statement: impl Into<String>) {
+    let statement = sqlx::AssertSqlSafe(statement.into());
+    hookrun::with_db!(db, |pool| {
+        sqlx::query(statement).execute(pool).await.expect("SQL");
+    });
+}
+
 pub mod app;
 pub mod pg;
 pub mod process;
