@@ -31,9 +31,11 @@ async fn sqlite_has_table(
     )
 }
 
+/// Whether `table` is there, as last committed. On SQLite it looks on a reader, so that
+/// a caller does not wait for the one writer to find out.
 pub async fn table_exists(db: &Db, table: &str) -> Result<bool, sqlx::Error> {
     Ok(match db {
-        Db::Sqlite(s) => sqlite_has_table(&s.writer, table).await?,
+        Db::Sqlite(s) => sqlite_has_table(&s.reader, table).await?,
         Db::Postgres(pg) => sqlx::query(
             "SELECT 1 FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_name = $1",
@@ -265,19 +267,19 @@ pub async fn retire(
     let table = retired(live);
     let rows_per_step = rows_per_step.max(1);
     let mut done = Retired::default();
+    // Most calls find nothing, and look without waiting for the writer.
+    if !table_exists(db, &table).await? {
+        return Ok(done);
+    }
     let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
     let writer = match db {
         Db::Postgres(pg) => {
-            if table_exists(db, &table).await? {
-                sqlx::query(sqlx::AssertSqlSafe(drop_table))
-                    .execute(pg)
-                    .await?;
-                done.steps = 1;
-            }
+            sqlx::query(sqlx::AssertSqlSafe(drop_table))
+                .execute(pg)
+                .await?;
+            done.steps = 1;
             return Ok(done);
         }
-        // Most calls find nothing: they look on a reader, without waiting for the writer.
-        Db::Sqlite(s) if !sqlite_has_table(&s.reader, &table).await? => return Ok(done),
         Db::Sqlite(s) => &s.writer,
     };
     let delete = format!(
