@@ -209,34 +209,50 @@ async fn insert_round(
     let plan = batch::plan(batch, round, stored);
     let mut positions = HashMap::with_capacity(plan.rows.len());
     if !plan.rows.is_empty() {
-        // One statement for all rows, whatever their number: the rows as a JSON array.
-        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let rows: Vec<serde_json::Value> = plan
-            .rows
-            .iter()
-            .map(|r| {
-                serde_json::json!([
-                    r.stream,
-                    to_i64(r.revision),
-                    r.event.event_id.to_string(),
-                    r.event.event_type,
-                    r.data,
-                    r.metadata,
-                    recorded_at,
-                    r.hash,
-                ])
-            })
-            .collect();
-        let inserted = sqlx::query(
-            "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
-             recorded_at, hash) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
-             value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each(?1) \
-             WHERE true RETURNING event_id, seq",
-        )
-        .bind(serde_json::to_string(&rows).map_err(unencodable)?)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in &inserted {
+        // Rows in more than one statement: a refused row must undo the statements
+        // before it too, since the caller then decides the round from what is stored,
+        // in this same transaction.
+        let several = crate::db::insert_chunks(&plan.rows, INSERT_MAX_LOG2)
+            .nth(1)
+            .is_some();
+        if several {
+            sqlx::query("SAVEPOINT round").execute(&mut *conn).await?;
+        }
+        let inserted = insert_rows(conn, &plan.rows, &mut positions).await;
+        if several {
+            if inserted.is_err() {
+                sqlx::query("ROLLBACK TO round").execute(&mut *conn).await?;
+            }
+            sqlx::query("RELEASE round").execute(&mut *conn).await?;
+        }
+        inserted?;
+        written.extend(plan.heads());
+    }
+    Ok(plan.answers(&positions))
+}
+
+/// Inserts `rows` in a few statements ([`crate::db::insert_chunks`]) and records where
+/// each event went.
+async fn insert_rows(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[batch::Row<'_>],
+    positions: &mut HashMap<Uuid, Position>,
+) -> Result<(), sqlx::Error> {
+    let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    for chunk in crate::db::insert_chunks(rows, INSERT_MAX_LOG2) {
+        let mut insert = sqlx::query(insert_sql(chunk.len()));
+        for r in chunk {
+            insert = insert
+                .bind(r.stream)
+                .bind(to_i64(r.revision))
+                .bind(r.event.event_id.to_string())
+                .bind(r.event.event_type.as_str())
+                .bind(r.data.as_str())
+                .bind(r.metadata.as_str())
+                .bind(recorded_at.as_str())
+                .bind(r.hash.as_str());
+        }
+        for row in &insert.fetch_all(&mut *conn).await? {
             let id: String = row.try_get("event_id")?;
             let seq = to_u64(row.try_get("seq")?);
             positions.insert(
@@ -247,9 +263,36 @@ async fn insert_round(
                 },
             );
         }
-        written.extend(plan.heads());
     }
-    Ok(plan.answers(&positions))
+    Ok(())
+}
+
+/// Insert statements for 1, 2, 4, … 64 rows, every value a bound parameter. (One
+/// statement with the rows as a JSON array cost more: each event's data escaped into
+/// the array, parsed by SQLite and unescaped again.)
+const INSERT_MAX_LOG2: u32 = 6;
+static INSERT_SQL: std::sync::LazyLock<[String; INSERT_MAX_LOG2 as usize + 1]> =
+    std::sync::LazyLock::new(|| {
+        std::array::from_fn(|i| {
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
+            format!(
+                "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
+                 recorded_at, hash) VALUES {} RETURNING event_id, seq",
+                vec![row; 1 << i].join(", ")
+            )
+        })
+    });
+
+fn insert_sql(rows: usize) -> sqlx::AssertSqlSafe<&'static str> {
+    sqlx::AssertSqlSafe(INSERT_SQL[rows.ilog2() as usize].as_str())
+}
+
+/// A `LIMIT` written into the statement's text. SQLite plans a bound `LIMIT ?` for the
+/// value bound, so it prepares such a statement again at every run. The callers of
+/// `read_all` and `count_after` pass a few fixed limits: each text is prepared once
+/// per connection and then cached.
+fn literal_limit(limit: u64) -> i64 {
+    to_i64(limit)
 }
 
 /// A statement's parameter that could not be built (a store fault, not a transient one).
@@ -394,6 +437,8 @@ impl EventStore for SqliteEventStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        // Bound, though SQLite then prepares it at every run (`literal_limit`): the
+        // per-agent listings pass any page size up to 500, too many texts to cache.
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND revision >= ?2 \
              ORDER BY revision LIMIT ?3"
@@ -424,10 +469,12 @@ impl EventStore for SqliteEventStore {
         } else {
             after.commit.saturating_add(1)
         };
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE seq >= ?1 ORDER BY seq LIMIT {}",
+            literal_limit(limit as u64)
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to_i64(first))
-            .bind(to_i64(limit as u64))
             .fetch_all(&self.db.reader)
             .await
             .map_err(map_err)?
@@ -442,14 +489,15 @@ impl EventStore for SqliteEventStore {
         } else {
             after.commit.saturating_add(1)
         };
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE seq >= ?1 LIMIT ?2)",
-        )
-        .bind(to_i64(first))
-        .bind(to_i64(cap))
-        .fetch_one(&self.db.reader)
-        .await
-        .map_err(map_err)?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE seq >= ?1 LIMIT {})",
+            literal_limit(cap)
+        );
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(to_i64(first))
+            .fetch_one(&self.db.reader)
+            .await
+            .map_err(map_err)?;
         Ok(to_u64(count))
     }
 
