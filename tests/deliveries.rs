@@ -12,6 +12,7 @@ on_both_backends!(
     rejected_rows_are_bounded_per_agent_and_for_unknown_agents,
     a_flood_of_rejections_is_folded_into_aggregate_rows,
     the_audit_log_failing_never_fails_a_webhook,
+    a_batch_of_any_size_is_written_whole,
 );
 
 async fn every_webhook_request_is_recorded_with_its_outcome_newest_first(backend: Backend) {
@@ -253,4 +254,46 @@ async fn the_audit_log_failing_never_fails_a_webhook(backend: Backend) {
         .get(&key, &format!("/api/agents/{}/deliveries", agent.id))
         .await;
     assert_eq!(r.status(), 500, "the listing reports the broken table");
+}
+
+/// The audit writer inserts a batch in statements of 64, 32, … 1 rows: every row of a
+/// batch that is no such size must still be written once, in order.
+async fn a_batch_of_any_size_is_written_whole(backend: Backend) {
+    use hookrun::deliveries::{DeliveryRecord, Outcome, store};
+    let Some(app) = spawn_app(backend, "deliveries_batch").await else {
+        return;
+    };
+    let record = |n: usize| DeliveryRecord {
+        agent: None,
+        requested_agent: "nobody".to_owned(),
+        delivery_id: Some(format!("d-{n:03}")),
+        execution_id: None,
+        outcome: Outcome::Rejected,
+        reason: Some("unknown_agent"),
+        status: 404,
+        source_addr: None,
+        received_at: chrono::Utc::now(),
+        duration_ms: 0.5,
+        count: 1,
+    };
+    let settings = hookrun::config::AuditSettings {
+        keep_per_agent: 1000,
+        keep_unknown: 1000,
+        detail_per_min: 600,
+        detail_burst: 100,
+    };
+    let batch: Vec<DeliveryRecord> = (0..101).map(record).collect(); // 64 + 32 + 4 + 1
+    store::insert_and_prune(&app.state.db, &settings, &batch)
+        .await
+        .unwrap();
+    let rows = store::list(&app.state.db, None, None, 500).await.unwrap();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r.delivery_id.as_deref().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..101).rev().map(|n| format!("d-{n:03}")).collect();
+    assert_eq!(
+        ids, expected,
+        "newest first: every row once, in batch order"
+    );
 }
