@@ -212,9 +212,7 @@ async fn insert_round(
         // Rows in more than one statement: a refused row must undo the statements
         // before it too, since the caller then decides the round from what is stored,
         // in this same transaction.
-        let several = crate::db::insert_chunks(&plan.rows, INSERT_MAX_LOG2)
-            .nth(1)
-            .is_some();
+        let several = plan.rows.len() > INSERT_MAX;
         if several {
             sqlx::query("SAVEPOINT round").execute(&mut *conn).await?;
         }
@@ -231,16 +229,19 @@ async fn insert_round(
     Ok(plan.answers(&positions))
 }
 
-/// Inserts `rows` in a few statements ([`crate::db::insert_chunks`]) and records where
-/// each event went.
+/// Inserts `rows` ([`INSERT_SQL`]: one statement up to [`INSERT_MAX`] rows) and
+/// records where each event went.
 async fn insert_rows(
     conn: &mut sqlx::SqliteConnection,
     rows: &[batch::Row<'_>],
     positions: &mut HashMap<Uuid, Position>,
 ) -> Result<(), sqlx::Error> {
     let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-    for chunk in crate::db::insert_chunks(rows, INSERT_MAX_LOG2) {
-        let mut insert = sqlx::query(insert_sql(chunk.len()));
+    for chunk in rows.chunks(INSERT_MAX) {
+        let slots = chunk.len().next_power_of_two();
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(
+            INSERT_SQL[slots.ilog2() as usize].as_str(),
+        ));
         for r in chunk {
             insert = insert
                 .bind(r.stream)
@@ -251,6 +252,11 @@ async fn insert_rows(
                 .bind(r.metadata.as_str())
                 .bind(recorded_at.as_str())
                 .bind(r.hash.as_str());
+        }
+        for _ in chunk.len()..slots {
+            for _ in 0..8 {
+                insert = insert.bind(None::<&str>);
+            }
         }
         for row in &insert.fetch_all(&mut *conn).await? {
             let id: String = row.try_get("event_id")?;
@@ -267,25 +273,29 @@ async fn insert_rows(
     Ok(())
 }
 
-/// Insert statements for 1, 2, 4, … 64 rows, every value a bound parameter. (One
-/// statement with the rows as a JSON array cost more: each event's data escaped into
-/// the array, parsed by SQLite and unescaped again.)
-const INSERT_MAX_LOG2: u32 = 6;
-static INSERT_SQL: std::sync::LazyLock<[String; INSERT_MAX_LOG2 as usize + 1]> =
-    std::sync::LazyLock::new(|| {
-        std::array::from_fn(|i| {
+/// Most rows one insert statement takes (8 parameters each, far under SQLite's limit).
+const INSERT_MAX: usize = 256;
+
+/// Insert statements for 1, 2, 4, … [`INSERT_MAX`] rows, every value a bound parameter:
+/// a round's rows go in one statement, its unused rows bound to NULL and skipped. Nine
+/// texts, each prepared once per connection and then cached. (The rows went in as a
+/// JSON array before, which cost more: each event's data escaped into the array,
+/// parsed by SQLite and unescaped again. One text per row count would be prepared
+/// anew for most batches, and statements of 64, 32, … rows took a round trip to the
+/// connection's thread each, all while holding the one writer.)
+static INSERT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (0..=INSERT_MAX.ilog2())
+        .map(|i| {
             let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
             format!(
                 "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
-                 recorded_at, hash) VALUES {} RETURNING event_id, seq",
+                 recorded_at, hash) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL \
+                 RETURNING event_id, seq",
                 vec![row; 1 << i].join(", ")
             )
         })
-    });
-
-fn insert_sql(rows: usize) -> sqlx::AssertSqlSafe<&'static str> {
-    sqlx::AssertSqlSafe(INSERT_SQL[rows.ilog2() as usize].as_str())
-}
+        .collect()
+});
 
 /// A `LIMIT` written into the statement's text. SQLite plans a bound `LIMIT ?` for the
 /// value bound, so it prepares such a statement again at every run. The callers of
