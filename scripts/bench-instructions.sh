@@ -20,17 +20,9 @@ cd "$(dirname "$0")/.."
 BACKEND=$1 SECS=${2:-10} CONNS=${3:-64}
 BENCH=bench/target/release/hookrun-bench
 REAL=$(realpath "${HOOKRUN:-target/release/hookrun}")
-D=$(mktemp -d /tmp/hookrun-instructions.XXXX)
+. scripts/one-agent.sh
+bench_scratch instructions
 OUT=${OUT:-$D/callgrind.out}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PIDS=()
-DB=
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "$DB" ] && psql -h 127.0.0.1 -U postgres -qc "drop database if exists $DB with (force)" || true
-}
-trap cleanup EXIT
 
 # valgrind in front of the server; counting starts switched off.
 cat > "$D/hookrun" <<EOF
@@ -40,19 +32,13 @@ EOF
 chmod +x "$D/hookrun"
 HOOKRUN=$D/hookrun
 
-export HOOKRUN_DATA_DIR=$D
-if [ "$BACKEND" = postgres ]; then
-  DB=hookrun_instructions_$$
-  psql -h 127.0.0.1 -U postgres -qc "create database $DB"
-  export HOOKRUN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-fi
-. scripts/one-agent.sh
+bench_database "$BACKEND" "hookrun_instructions_$$"
 serve_one_agent 60000
 
 load() { "$BENCH" --threads 1 load --addr "127.0.0.1:$PORT" --agent "$ID" --secret "$SECRET" "$@"; }
 # Warm up: the agent's actor, its compiled schema and the caches exist before counting.
 load -c 2 --seconds 3 --rate 20 > /dev/null
-callgrind_control -i on "$SRV" > /dev/null
+callgrind_control -i on "$SRV" > /dev/null 2>&1
 load -c "$CONNS" --seconds "$SECS" ${RATE:+--rate "$RATE"} | tee "$D/load.out"
 # The last answers may leave work behind (read models, audit rows): let it finish
 # before counting stops, as it belongs to the webhooks counted.
@@ -61,11 +47,11 @@ for _ in $(seq 50); do
   BEFORE=$(awk '{print $14 + $15}' "/proc/$SRV/stat"); sleep 0.2
   [ "$(awk '{print $14 + $15}' "/proc/$SRV/stat")" -le "$((BEFORE + 2))" ] && break
 done
-callgrind_control -d "$SRV" > /dev/null
+callgrind_control -d "$SRV" > /dev/null 2>&1
 for _ in $(seq 50); do [ -s "$OUT.1" ] && break; sleep 0.2; done
 ACCEPTED=$(sed -n 's/.*202×\([0-9]*\).*/\1/p' "$D/load.out")
-TOTAL=$(callgrind_annotate "$OUT.1" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+TOTAL=$(callgrind_annotate "$OUT.1" 2> /dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 echo "$BACKEND: $TOTAL instructions for $ACCEPTED accepted webhooks: $((TOTAL / ACCEPTED)) per webhook"
 echo "profile: $OUT.1"
-callgrind_annotate --inclusive=yes "$OUT.1" | grep 'hookrun::' | grep -v '=>' | head -25 |
+callgrind_annotate --inclusive=yes "$OUT.1" 2> /dev/null | grep 'hookrun::' | grep -v '=>' | head -25 |
   sed 's|/[^ ]*/src/||; s| \[[^]]*\]$||' | cut -c1-160

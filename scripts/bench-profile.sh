@@ -28,26 +28,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=$1 SECS=$2 CONNS=$3
 BENCH=bench/target/release/hookrun-bench HOOKRUN=${HOOKRUN:-target/release/hookrun}
-ROOT=/tmp; [ -n "${TMPFS:-}" ] && ROOT=/dev/shm
-D=$(mktemp -d "$ROOT/hookrun-profile.XXXX")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PIDS=()
-DB=
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "$DB" ] && psql -h 127.0.0.1 -U postgres -qc "drop database if exists $DB with (force)" || true
-  [ "$ROOT" = /dev/shm ] && rm -rf "$D"
-}
-trap cleanup EXIT
-
-export HOOKRUN_DATA_DIR=$D
-if [ "$BACKEND" = postgres ]; then
-  DB=hookrun_profile_$$
-  psql -h 127.0.0.1 -U postgres -qc "create database $DB"
-  export HOOKRUN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-fi
+ROOT=/tmp; [ -n "${TMPFS:-}" ] && ROOT=/dev/shm REMOVE_SCRATCH=1
 . scripts/one-agent.sh
+bench_scratch profile
+bench_database "$BACKEND" "hookrun_profile_$$"
 serve_one_agent "${DELAY_MS:-60000}"
 
 [ -n "${PERF:-}" ] && { perf record -F 499 -g -p "$SRV" -o "$D/perf.data" -- sleep "$SECS" > /dev/null 2>&1 & PIDS+=($!); }

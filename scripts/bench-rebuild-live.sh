@@ -24,18 +24,10 @@ BENCH=bench/target/release/hookrun-bench HOOKRUN=${HOOKRUN:-target/release/hookr
 export HOOKRUN_MASTER_KEY=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=
 export HOOKRUN_LOG="info,sqlx=error"
 SEED=hookrun_live_seed_${EVENTS}_${INTERLEAVE}
-D=$(mktemp -d /tmp/hookrun-live.XXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PIDS=()
-DB=
+. scripts/one-agent.sh
+STOP_SIGNAL=KILL REMOVE_SCRATCH=1
+bench_scratch live
 pg() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "$DB" ] && pg -c "drop database if exists $DB with (force)" || true
-  rm -rf "$D"
-}
-trap cleanup EXIT
 OUTDATED="UPDATE projection_checkpoints SET version = version + 1000"
 
 if [ "$BACKEND" = sqlite ]; then
@@ -63,7 +55,6 @@ else
   export HOOKRUN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB HOOKRUN_DATA_DIR=$D
 fi
 
-. scripts/one-agent.sh
 serve_one_agent 60000
 rebuilding() {
   curl -sf -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/api/projections" |
