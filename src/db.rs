@@ -394,21 +394,6 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn insert_chunks_are_powers_of_two_up_to_the_cap() {
-        let rows: Vec<u32> = (0..200).collect();
-        let lens =
-            |n: usize| -> Vec<usize> { insert_chunks(&rows[..n], 6).map(<[u32]>::len).collect() };
-        assert_eq!(lens(0), Vec::<usize>::new());
-        assert_eq!(lens(1), [1]);
-        assert_eq!(lens(37), [32, 4, 1]);
-        assert_eq!(lens(64), [64]);
-        assert_eq!(lens(200), [64, 64, 64, 8]);
-        let joined: Vec<u32> = insert_chunks(&rows, 6).flatten().copied().collect();
-        assert_eq!(joined, rows, "every row once, in order");
-    }
-
     use std::time::Instant;
 
     use super::*;
@@ -496,5 +481,19 @@ mod tests {
         }
         stop.send(true).unwrap();
         checkpoints.await.unwrap();
+    }
+
+    #[test]
+    fn insert_chunks_are_powers_of_two_up_to_the_cap() {
+        let rows: Vec<u32> = (0..200).collect();
+        let lens =
+            |n: usize| -> Vec<usize> { insert_chunks(&rows[..n], 6).map(<[u32]>::len).collect() };
+        assert_eq!(lens(0), Vec::<usize>::new());
+        assert_eq!(lens(1), [1]);
+        assert_eq!(lens(37), [32, 4, 1]);
+        assert_eq!(lens(64), [64]);
+        assert_eq!(lens(200), [64, 64, 64, 8]);
+        let joined: Vec<u32> = insert_chunks(&rows, 6).flatten().copied().collect();
+        assert_eq!(joined, rows, "every row once, in order");
     }
 }

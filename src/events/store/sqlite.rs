@@ -278,11 +278,11 @@ const INSERT_MAX: usize = 256;
 
 /// Insert statements for 1, 2, 4, … [`INSERT_MAX`] rows, every value a bound parameter:
 /// a round's rows go in one statement, its unused rows bound to NULL and skipped. Nine
-/// texts, each prepared once per connection and then cached. (The rows went in as a
-/// JSON array before, which cost more: each event's data escaped into the array,
-/// parsed by SQLite and unescaped again. One text per row count would be prepared
-/// anew for most batches, and statements of 64, 32, … rows took a round trip to the
-/// connection's thread each, all while holding the one writer.)
+/// texts, each prepared once per connection and then cached. Not a JSON array of the
+/// rows: each event's data would be escaped into it, parsed by SQLite and unescaped
+/// again. Not one text per row count: most batches would be prepared anew. Not
+/// statements of 64, 32, … rows: each is a round trip to the connection's thread while
+/// the one writer is held (BENCHMARKS.md, item 50).
 static INSERT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (0..=INSERT_MAX.ilog2())
         .map(|i| {
