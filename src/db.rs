@@ -343,22 +343,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Splits `rows` for multi-row inserts into chunks whose lengths are powers of two, at
-/// most `2^max_log2` (largest first): a batch of any size takes a few statements of at
-/// most `max_log2 + 1` texts, each prepared once per connection and then cached, where
-/// one text per batch size would be prepared anew for most batches.
-pub fn insert_chunks<T>(rows: &[T], max_log2: u32) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let (chunk, after) = rest.split_at(1 << rest.len().ilog2().min(max_log2));
-        rest = after;
-        Some(chunk)
-    })
-}
-
 /// Whether a database error means "not now" (lost connection, shutdown, overload, a
 /// database refusing connections) rather than "never": callers answer 503 and retry.
 pub fn is_transient(err: &sqlx::Error) -> bool {
@@ -481,19 +465,5 @@ mod tests {
         }
         stop.send(true).unwrap();
         checkpoints.await.unwrap();
-    }
-
-    #[test]
-    fn insert_chunks_are_powers_of_two_up_to_the_cap() {
-        let rows: Vec<u32> = (0..200).collect();
-        let lens =
-            |n: usize| -> Vec<usize> { insert_chunks(&rows[..n], 6).map(<[u32]>::len).collect() };
-        assert_eq!(lens(0), Vec::<usize>::new());
-        assert_eq!(lens(1), [1]);
-        assert_eq!(lens(37), [32, 4, 1]);
-        assert_eq!(lens(64), [64]);
-        assert_eq!(lens(200), [64, 64, 64, 8]);
-        let joined: Vec<u32> = insert_chunks(&rows, 6).flatten().copied().collect();
-        assert_eq!(joined, rows, "every row once, in order");
     }
 }

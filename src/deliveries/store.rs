@@ -15,9 +15,8 @@ use crate::{with_db_read, with_relaxed_tx};
 /// Largest page a listing returns.
 pub const MAX_LIMIT: i64 = 500;
 
-/// Rows per insert statement at most: 2^6 (12 parameters each: well under both
-/// backends' limits).
-const INSERT_CHUNK_LOG2: u32 = 6;
+/// Rows per insert statement (12 parameters each: well under both backends' limits).
+const INSERT_CHUNK: usize = 256;
 
 /// Inserts `records` and prunes what exceeds the bounds, in one transaction that does
 /// not wait for the disk.
@@ -36,10 +35,10 @@ pub async fn insert_and_prune(
     // the process loses those), and the next append's durable commit syncs them too;
     // an fsync of their own would only delay the appends behind them on the writer.
     with_relaxed_tx!(db, |tx| {
-        // A few statements per batch (not one per record): they share the writer
-        // connection with the event store's group commit. Chunks of 1, 2, 4, … 64
-        // rows: seven texts, each kept prepared.
-        for chunk in crate::db::insert_chunks(records, INSERT_CHUNK_LOG2) {
+        // One statement per chunk (not per record): it shares the writer connection
+        // with the event store's group commit. Not kept prepared: its text varies with
+        // the number of rows, and it would push the hot statements out of the cache.
+        for chunk in records.chunks(INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO webhook_deliveries (agent_id, tenant_id, requested_agent, \
                  delivery_id, execution_id, outcome, reason, status, source_addr, \
@@ -59,7 +58,7 @@ pub async fn insert_and_prune(
                     .push_bind(r.duration_ms)
                     .push_bind(i64::try_from(r.count).unwrap_or(i64::MAX));
             });
-            insert.build().execute(&mut *tx).await?;
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         for (agent, outcome) in &touched {
             // Keep the newest `keep` rows: delete from the (keep+1)-th newest down.
