@@ -42,7 +42,6 @@ callgrind_control -i on "$SRV" > /dev/null 2>&1
 load -c "$CONNS" --seconds "$SECS" ${RATE:+--rate "$RATE"} | tee "$D/load.out"
 # The last answers may leave work behind (read models, audit rows): let it finish
 # before counting stops, as it belongs to the webhooks counted.
-curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null
 for _ in $(seq 50); do
   BEFORE=$(awk '{print $14 + $15}' "/proc/$SRV/stat"); sleep 0.2
   [ "$(awk '{print $14 + $15}' "/proc/$SRV/stat")" -le "$((BEFORE + 2))" ] && break

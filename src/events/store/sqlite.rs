@@ -253,10 +253,8 @@ async fn insert_rows(
                 .bind(recorded_at.as_str())
                 .bind(r.hash.as_str());
         }
-        for _ in chunk.len()..slots {
-            for _ in 0..8 {
-                insert = insert.bind(None::<&str>);
-            }
+        for _ in 0..(slots - chunk.len()) * INSERT_COLUMNS {
+            insert = insert.bind(None::<&str>);
         }
         for row in &insert.fetch_all(&mut *conn).await? {
             let id: String = row.try_get("event_id")?;
@@ -273,8 +271,10 @@ async fn insert_rows(
     Ok(())
 }
 
-/// Most rows one insert statement takes (8 parameters each, far under SQLite's limit).
+/// Most rows one insert statement takes ([`INSERT_COLUMNS`] parameters each, far under
+/// SQLite's limit).
 const INSERT_MAX: usize = 256;
+const INSERT_COLUMNS: usize = 8;
 
 /// Insert statements for 1, 2, 4, … [`INSERT_MAX`] rows, every value a bound parameter:
 /// a round's rows go in one statement, its unused rows bound to NULL and skipped. Nine
@@ -286,7 +286,7 @@ const INSERT_MAX: usize = 256;
 static INSERT_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (0..=INSERT_MAX.ilog2())
         .map(|i| {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
+            let row = format!("({})", ["?"; INSERT_COLUMNS].join(", "));
             format!(
                 "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
                  recorded_at, hash) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL \
